@@ -1,1 +1,39 @@
-//! placeholder
+//! Plumbing shared by the vhost-user device daemons of this workspace.
+//!
+//! Everything a daemon needs that is not device logic lives here, once:
+//!
+//! - [`args::SocketArgs`]: the `-s/--socket-path`, `-c/--socket-count` and `--fd` options
+//!   (drop-in compatible with rust-vmm's vhost-device daemons), validated into a
+//!   [`listener::SocketConfig`].
+//! - [`capabilities`]: `--print-capabilities`, answered before any other option is parsed.
+//! - [`listener`]: binding every listening socket before serving.
+//! - [`serve`]: one thread per socket, one fresh backend per frontend connection, so no state
+//!   survives a reconnect; SIGTERM/SIGINT end the process with status 0 and unlink the sockets.
+//! - [`queue`]: the EVENT_IDX drain loop and the worker exit event.
+//! - [`logging`]: `env_logger` set-up honouring `RUST_LOG`.
+//!
+//! A typical `main`:
+//!
+//! ```text
+//! vhost_device_common::capabilities::exit_if_requested("i2c");
+//! vhost_device_common::logging::init();
+//! let args = Args::parse();
+//! let config = Config::try_from(args)?;           // device validation, no socket yet
+//! let signals = vhost_device_common::serve::block_termination_signals()?;
+//! let sockets = vhost_device_common::listener::bind(&config.sockets)?;
+//! vhost_device_common::serve::run("vhost-device-i2c", sockets, signals, |socket_index| {
+//!     MyBackend::new(...)  // a fresh backend for every connection
+//! })
+//! ```
+
+pub mod args;
+pub mod capabilities;
+pub mod listener;
+pub mod logging;
+pub mod queue;
+pub mod serve;
+
+/// Guest memory as the daemons see it.
+pub type GuestMemory<B = ()> = vm_memory::GuestMemoryAtomic<vm_memory::GuestMemoryMmap<B>>;
+/// The vring type the daemons use.
+pub type Vring<B = ()> = vhost_user_backend::VringRwLock<GuestMemory<B>>;
