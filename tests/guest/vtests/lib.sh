@@ -1,0 +1,32 @@
+# Guest-side helpers for the test scripts (busybox sh). Source it.
+# Every check prints exactly one line: "PASS: name" or "FAIL: name: reason".
+VTEST_RESULTS="${VTEST_RESULTS:-/dev/null}"
+vt_out() { echo "$*"; echo "$*" > "$VTEST_RESULTS"; }
+pass() { vt_out "PASS: $1"; }
+fail() { n="$1"; shift; r="$(echo "$*" | tr '\n' ' ')"; vt_out "FAIL: $n: $r"; }
+# check NAME CMD...: PASS if CMD exits 0, else FAIL with its output's last line.
+check() {
+    n="$1"; shift
+    if o="$("$@" 2>&1)"; then pass "$n"; else fail "$n" "'$*' failed: $(echo "$o" | tail -n 1)"; fi
+}
+# expect_eq NAME EXPECTED ACTUAL
+expect_eq() {
+    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "expected '$2', got '$3'"; fi
+}
+# wait_for TIMEOUT_TENTHS CMD...: poll until CMD succeeds.
+wait_for() {
+    t="$1"; shift
+    while [ "$t" -gt 0 ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1; t=$((t - 1))
+    done
+    return 1
+}
+# i2c_bus_by_name NAME: the N of the i2c-N adapter whose name starts with NAME.
+i2c_bus_by_name() {
+    for d in /sys/bus/i2c/devices/i2c-*; do
+        [ -f "$d/name" ] || continue
+        case "$(cat "$d/name")" in "$1"*) echo "${d##*/i2c-}"; return 0 ;; esac
+    done
+    return 1
+}
