@@ -94,6 +94,7 @@ mkdir -p "$GUEST_CACHE_ROOT"
 BUILD="$GUEST_CACHE_ROOT/build-$(kernel_cache_key)"
 rm -rf "$BUILD"
 mkdir -p "$BUILD"
+trap 'rm -rf "$BUILD"' EXIT
 tarball="$(dpkg -L "$KERNEL_SOURCE_PKG" | grep -E '/usr/src/linux-source-.*\.tar\.(xz|bz2|gz)$' | head -1)"
 [[ -f "$tarball" ]] || die "kernel source tarball of $KERNEL_SOURCE_PKG not found"
 log "extracting $tarball"
