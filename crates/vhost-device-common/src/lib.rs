@@ -28,6 +28,7 @@
 
 pub mod args;
 pub mod capabilities;
+pub mod chain;
 pub mod listener;
 pub mod logging;
 pub mod queue;
