@@ -220,7 +220,8 @@ mod tests {
     use virtio_queue::{Queue, QueueOwnedT};
     use vm_memory::GuestMemoryMmap;
 
-    const WRITE: u16 = virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE as u16;
+    /// VRING_DESC_F_WRITE.
+    const WRITE: u16 = 2;
 
     fn mem() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap()
