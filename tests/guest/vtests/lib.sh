@@ -30,3 +30,13 @@ i2c_bus_by_name() {
     done
     return 1
 }
+# i2c_scan BUS -r|-q: the addresses i2cdetect lists as present, space separated.
+i2c_scan() {
+    i2cdetect -y "$2" "$1" 2>&1 | sed -n 's/^[0-7]0: //p' | tr ' ' '\n' \
+        | grep -E '^[0-9a-f]{2}$' | tr '\n' ' ' | sed 's/ $//'
+}
+# gpio_chip_by_label PATTERN: the gpiochipN whose label matches PATTERN (grep -E).
+gpio_chip_by_label() {
+    c="$(gpiodetect 2>/dev/null | grep -E "\[$1\]" | head -n 1 | cut -d' ' -f1)"
+    [ -n "$c" ] && echo "$c"
+}
