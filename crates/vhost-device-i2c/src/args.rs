@@ -1,0 +1,298 @@
+//! Command line, drop-in compatible with rust-vmm's vhost-device-i2c, and its validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use clap::Parser;
+use vhost_device_common::args::{SocketArgs, SocketArgsError};
+use vhost_device_common::listener::SocketConfig;
+use virtio_i2c_core::Address;
+
+use crate::sim::Model;
+
+/// vhost-user backend for virtio-i2c: gives a guest the host's I2C devices (or simulated
+/// ones) over a vhost-user socket.
+#[derive(Parser, Debug, Clone, PartialEq, Eq)]
+#[command(name = "vhost-device-i2c", version, about, long_about = None)]
+pub struct Args {
+    #[command(flatten)]
+    pub sockets: SocketArgs,
+
+    /// Host devices: BUS:ADDR[:ADDR...][,BUS:ADDR...]. BUS is N of /dev/i2c-N or the
+    /// adapter's name; ADDR is decimal (32 = 0x20) or 0x-prefixed hex, 0x03..=0x77.
+    #[arg(short = 'l', long = "device-list", value_name = "LIST")]
+    pub device_list: Option<String>,
+
+    /// A simulated device on the virtual bus, MODEL@ADDR (models: 24c02, ds1338). Repeatable.
+    #[arg(long = "simulate", value_name = "MODEL@ADDR")]
+    pub simulate: Vec<String>,
+
+    /// Accepted for compatibility with `--print-capabilities` users; handled before parsing.
+    #[arg(long = "print-capabilities", hide = true)]
+    pub print_capabilities: bool,
+}
+
+/// Which host adapter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BusRef {
+    /// `/dev/i2c-N`.
+    Number(u32),
+    /// The adapter's name in sysfs.
+    Name(String),
+}
+
+impl fmt::Display for BusRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusRef::Number(n) => write!(f, "i2c-{n}"),
+            BusRef::Name(s) => write!(f, "adapter \"{s}\""),
+        }
+    }
+}
+
+/// Host devices on one adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSpec {
+    /// The adapter.
+    pub bus: BusRef,
+    /// Device addresses on it.
+    pub addrs: Vec<Address>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen.
+    pub sockets: SocketConfig,
+    /// Host adapters and their devices.
+    pub adapters: Vec<AdapterSpec>,
+    /// Simulated devices.
+    pub simulated: Vec<(Model, Address)>,
+}
+
+/// Why the command line was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Socket options.
+    #[error(transparent)]
+    Sockets(#[from] SocketArgsError),
+    /// Nothing to serve.
+    #[error("no device: give --device-list and/or --simulate")]
+    NoDevices,
+    /// A malformed `BUS:ADDR` entry.
+    #[error("--device-list: bad entry \"{0}\": expected BUS:ADDR[:ADDR...]")]
+    BadEntry(String),
+    /// A malformed address.
+    #[error("bad I2C address \"{0}\": expected 3..=119 (decimal) or 0x03..=0x77")]
+    BadAddress(String),
+    /// An address given twice.
+    #[error("address {0} is given more than once; each address may appear once")]
+    DuplicateAddress(Address),
+    /// A malformed `--simulate` value.
+    #[error("--simulate \"{0}\": expected MODEL@ADDR, e.g. 24c02@0x50")]
+    BadSimulate(String),
+    /// An unknown model.
+    #[error("--simulate: unknown model \"{0}\" (known: 24c02, ds1338)")]
+    UnknownModel(String),
+}
+
+fn parse_number(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Parses one address: decimal, or hex with `0x`, within 0x03..=0x77.
+pub fn parse_address(s: &str) -> Result<Address, ConfigError> {
+    parse_number(s.trim())
+        .and_then(|n| u16::try_from(n).ok())
+        .and_then(Address::device)
+        .ok_or_else(|| ConfigError::BadAddress(s.to_owned()))
+}
+
+/// Parses `--device-list`.
+pub fn parse_device_list(list: &str) -> Result<Vec<AdapterSpec>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in list.split(',') {
+        let mut parts = entry.split(':');
+        let bus = parts
+            .next()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ConfigError::BadEntry(entry.to_owned()))?;
+        let bus = match bus.parse::<u32>() {
+            Ok(n) => BusRef::Number(n),
+            Err(_) => BusRef::Name(bus.to_owned()),
+        };
+        let addrs = parts.map(parse_address).collect::<Result<Vec<_>, _>>()?;
+        if addrs.is_empty() {
+            return Err(ConfigError::BadEntry(entry.to_owned()));
+        }
+        out.push(AdapterSpec { bus, addrs });
+    }
+    Ok(out)
+}
+
+/// Parses one `--simulate MODEL@ADDR`.
+pub fn parse_simulate(s: &str) -> Result<(Model, Address), ConfigError> {
+    let (model, addr) = s
+        .split_once('@')
+        .ok_or_else(|| ConfigError::BadSimulate(s.to_owned()))?;
+    let model = Model::from_name(model.trim())
+        .ok_or_else(|| ConfigError::UnknownModel(model.to_owned()))?;
+    Ok((model, parse_address(addr)?))
+}
+
+impl TryFrom<Args> for Config {
+    type Error = ConfigError;
+
+    fn try_from(args: Args) -> Result<Self, Self::Error> {
+        let sockets = SocketConfig::try_from(&args.sockets)?;
+        let adapters = match &args.device_list {
+            Some(list) => parse_device_list(list)?,
+            None => Vec::new(),
+        };
+        let simulated = args
+            .simulate
+            .iter()
+            .map(|s| parse_simulate(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if adapters.is_empty() && simulated.is_empty() {
+            return Err(ConfigError::NoDevices);
+        }
+        let mut seen = BTreeMap::new();
+        let all = adapters
+            .iter()
+            .flat_map(|a| a.addrs.iter().copied())
+            .chain(simulated.iter().map(|(_, a)| *a));
+        for addr in all {
+            if seen.insert(addr, ()).is_some() {
+                return Err(ConfigError::DuplicateAddress(addr));
+            }
+        }
+        Ok(Config {
+            sockets,
+            adapters,
+            simulated,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let a =
+            Args::try_parse_from(std::iter::once("vhost-device-i2c").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        Config::try_from(a).map_err(|e| e.to_string())
+    }
+
+    fn addr(a: u16) -> Address {
+        Address::device(a).unwrap()
+    }
+
+    #[test]
+    fn upstream_device_list_syntax() {
+        let c = config(&["-s", "/tmp/i2c.sock", "-c", "2", "-l", "6:32:41,9:37:6"]).unwrap();
+        assert_eq!(c.sockets.count(), 2);
+        assert_eq!(
+            c.adapters,
+            vec![
+                AdapterSpec {
+                    bus: BusRef::Number(6),
+                    addrs: vec![addr(32), addr(41)]
+                },
+                AdapterSpec {
+                    bus: BusRef::Number(9),
+                    addrs: vec![addr(37), addr(6)]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn hex_addresses_and_adapter_names() {
+        let c = config(&["-s", "/x", "-l", "SMBus stub driver:0x50:0x1A"]).unwrap();
+        assert_eq!(c.adapters[0].bus, BusRef::Name("SMBus stub driver".into()));
+        assert_eq!(c.adapters[0].addrs, vec![addr(0x50), addr(0x1a)]);
+    }
+
+    #[test]
+    fn simulate_alone_is_enough() {
+        let c = config(&[
+            "-s",
+            "/tmp/vi2c.sock",
+            "--simulate",
+            "24c02@0x50",
+            "--simulate",
+            "ds1338@0x68",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.simulated,
+            vec![
+                (Model::Eeprom24c02, addr(0x50)),
+                (Model::Ds1338, addr(0x68))
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input_with_a_clear_message() {
+        assert!(config(&["-s", "/x"]).unwrap_err().contains("no device"));
+        assert!(
+            config(&["-s", "/x", "-l", "1:0x78"])
+                .unwrap_err()
+                .contains("bad I2C address")
+        );
+        assert!(
+            config(&["-s", "/x", "-l", "1:2"])
+                .unwrap_err()
+                .contains("bad I2C address")
+        );
+        assert!(
+            config(&["-s", "/x", "-l", "1"])
+                .unwrap_err()
+                .contains("bad entry")
+        );
+        assert!(
+            config(&["-s", "/x", "-l", ":0x50"])
+                .unwrap_err()
+                .contains("bad entry")
+        );
+        assert!(
+            config(&["-s", "/x", "-l", "1:zz"])
+                .unwrap_err()
+                .contains("bad I2C address")
+        );
+        assert!(
+            config(&["-s", "/x", "-l", "1:0x50,2:80"])
+                .unwrap_err()
+                .contains("more than once")
+        );
+        assert!(
+            config(&["-s", "/x", "-l", "1:0x50", "--simulate", "24c02@0x50"])
+                .unwrap_err()
+                .contains("more than once")
+        );
+        assert!(
+            config(&["-s", "/x", "--simulate", "24c08@0x50"])
+                .unwrap_err()
+                .contains("unknown model")
+        );
+        assert!(
+            config(&["-s", "/x", "--simulate", "24c02"])
+                .unwrap_err()
+                .contains("MODEL@ADDR")
+        );
+        assert!(config(&["-l", "1:0x50"]).is_err());
+        assert!(
+            config(&["--fd", "5", "-c", "2", "-l", "1:0x50"])
+                .unwrap_err()
+                .contains("exactly one")
+        );
+    }
+}
