@@ -1,0 +1,196 @@
+//! Command line (drop-in compatible with rust-vmm's vhost-device-gpio) and its validation.
+
+use std::num::NonZeroU16;
+
+use clap::Parser;
+use vhost_device_common::args::{SocketArgs, SocketArgsError};
+use vhost_device_common::listener::SocketConfig;
+
+/// vhost-user virtio-gpio device daemon.
+#[derive(Parser, Debug, Clone, PartialEq, Eq)]
+#[command(version, about, long_about = None)]
+pub struct Args {
+    #[command(flatten)]
+    pub sockets: SocketArgs,
+
+    /// GPIO devices, one per socket, separated by ':'. `N` is /dev/gpiochipN; `sN` is a
+    /// simulated chip with N lines (wired in pairs 0-1, 2-3, ...).
+    #[arg(short = 'l', long = "device-list", value_name = "[s]N[:[s]N...]")]
+    pub device_list: String,
+
+    /// Print the vhost-user capabilities as JSON and exit.
+    #[arg(long = "print-capabilities")]
+    pub print_capabilities: bool,
+}
+
+/// One entry of `--device-list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// `/dev/gpiochipN`.
+    Chip(u32),
+    /// A simulated chip with this many lines.
+    Simulated(NonZeroU16),
+}
+
+/// A validated command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen.
+    pub sockets: SocketConfig,
+    /// The device served on each socket, in socket order.
+    pub devices: Vec<DeviceSpec>,
+}
+
+/// Why the command line was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Socket options.
+    #[error(transparent)]
+    Sockets(#[from] SocketArgsError),
+    /// An entry of `--device-list` is neither `N` nor `sN`.
+    #[error(
+        "invalid device-list entry {0:?}: expected N (/dev/gpiochipN) or sN (simulated, N lines, 1 to 65535)"
+    )]
+    BadEntry(String),
+    /// One entry per socket is required.
+    #[error("--device-list has {devices} entries but --socket-count is {sockets}")]
+    CountMismatch {
+        /// Entries in the list.
+        devices: usize,
+        /// Sockets requested.
+        sockets: usize,
+    },
+    /// The same host chip cannot serve two guests.
+    #[error("/dev/gpiochip{0} appears more than once in --device-list")]
+    DuplicateChip(u32),
+}
+
+fn parse_entry(entry: &str) -> Result<DeviceSpec, ConfigError> {
+    let bad = || ConfigError::BadEntry(entry.to_owned());
+    let digits = entry.strip_prefix('s').unwrap_or(entry);
+    // `str::parse` accepts a leading '+'; only plain digits are meant here.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if entry.starts_with('s') {
+        digits
+            .parse::<NonZeroU16>()
+            .map(DeviceSpec::Simulated)
+            .map_err(|_| bad())
+    } else {
+        digits
+            .parse::<u32>()
+            .map(DeviceSpec::Chip)
+            .map_err(|_| bad())
+    }
+}
+
+/// Parses `--device-list`.
+pub fn parse_device_list(list: &str) -> Result<Vec<DeviceSpec>, ConfigError> {
+    let devices = list
+        .split(':')
+        .map(parse_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, d) in devices.iter().enumerate() {
+        if let DeviceSpec::Chip(n) = d
+            && devices.iter().skip(i.saturating_add(1)).any(|o| o == d)
+        {
+            return Err(ConfigError::DuplicateChip(*n));
+        }
+    }
+    Ok(devices)
+}
+
+impl TryFrom<Args> for Config {
+    type Error = ConfigError;
+
+    fn try_from(args: Args) -> Result<Self, ConfigError> {
+        let sockets = SocketConfig::try_from(&args.sockets)?;
+        let devices = parse_device_list(&args.device_list)?;
+        if devices.len() != sockets.count() {
+            return Err(ConfigError::CountMismatch {
+                devices: devices.len(),
+                sockets: sockets.count(),
+            });
+        }
+        Ok(Self { sockets, devices })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let a =
+            Args::try_parse_from(std::iter::once("vhost-device-gpio").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        Config::try_from(a).map_err(|e| e.to_string())
+    }
+
+    fn sim(n: u16) -> DeviceSpec {
+        DeviceSpec::Simulated(NonZeroU16::new(n).unwrap())
+    }
+
+    #[test]
+    fn single_simulated_chip() {
+        let c = config(&["-s", "/tmp/g.sock", "-l", "s8"]).unwrap();
+        assert_eq!(c.devices, vec![sim(8)]);
+        assert_eq!(c.sockets.count(), 1);
+    }
+
+    #[test]
+    fn several_devices_one_per_socket() {
+        let c = config(&["-s", "/tmp/g.sock", "-c", "3", "-l", "s4:0:s65535"]).unwrap();
+        assert_eq!(c.devices, vec![sim(4), DeviceSpec::Chip(0), sim(65535)]);
+    }
+
+    #[test]
+    fn long_options_and_fd() {
+        let c = config(&["--fd", "5", "--device-list", "3"]).unwrap();
+        assert_eq!(c.devices, vec![DeviceSpec::Chip(3)]);
+        assert_eq!(c.sockets, SocketConfig::Fd(5));
+    }
+
+    #[test]
+    fn count_must_match() {
+        let e = config(&["-s", "/tmp/g", "-c", "2", "-l", "s8"]).unwrap_err();
+        assert!(e.contains("1 entries but --socket-count is 2"), "{e}");
+        assert!(config(&["-s", "/tmp/g", "-l", "s8:s8"]).is_err());
+    }
+
+    #[test]
+    fn duplicate_chip_rejected_but_simulators_may_repeat() {
+        let e = config(&["-s", "/tmp/g", "-c", "3", "-l", "1:s2:1"]).unwrap_err();
+        assert!(e.contains("gpiochip1 appears more than once"), "{e}");
+        assert!(config(&["-s", "/tmp/g", "-c", "2", "-l", "s2:s2"]).is_ok());
+    }
+
+    #[test]
+    fn bad_entries() {
+        for bad in [
+            "",
+            "s",
+            "s0",
+            "s65536",
+            "x1",
+            "-1",
+            "+1",
+            "s+1",
+            "1:",
+            ":1",
+            "1::2",
+            "s 1",
+            "ss1",
+            "4294967296",
+        ] {
+            let e = config(&["-s", "/tmp/g", "-l", bad]);
+            assert!(e.is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn device_list_is_required() {
+        assert!(config(&["-s", "/tmp/g"]).is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! The vhost-user side: features, config space, and the worker's three event sources
+//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use log::{error, warn};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost_device_common::chain::{self, ChainLayout};
+use vhost_device_common::queue::{self, ChainMemory, ChainSink, DrainError, UsedRing};
+use vhost_device_common::serve::DaemonBackend;
+use vhost_device_common::{GuestMemory, Vring};
+use vhost_user_backend::{VhostUserBackend, VringEpollHandler, VringT};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_gpio_core::device::NoLinesError;
+use virtio_gpio_core::msg::{CONFIG_SIZE, VIRTIO_GPIO_F_IRQ, bounded_read};
+use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost};
+use virtio_queue::DescriptorChain;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{EventConsumer, EventNotifier};
+
+use crate::protocol::{self, ErrorChain, EventDisposition, HeldBuffer};
+
+/// requestq and eventq.
+pub const NUM_QUEUES: usize = 2;
+/// Largest queue accepted (QEMU 7.2 uses 256 entries, QEMU >= 9 uses 64).
+pub const QUEUE_SIZE: usize = 256;
+const REQUEST_QUEUE: u16 = 0;
+const EVENT_QUEUE: u16 = 1;
+/// The host's edge descriptor; 2 is the library's exit/vring-enable event.
+const HOST_EVENTS: u16 = 3;
+
+/// Why a worker stopped (host faults only).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The vrings the library handed over are not the two of this device.
+    #[error("expected {NUM_QUEUES} vrings, got {0}")]
+    Vrings(usize),
+    /// A queue could not be drained.
+    #[error("queue {queue}")]
+    Drain {
+        /// Queue index.
+        queue: u16,
+        /// The failure.
+        #[source]
+        source: DrainError,
+    },
+    /// The host's edge events could not be read.
+    #[error("cannot read host GPIO events")]
+    Host(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+struct State<H> {
+    device: GpioDevice<H, HeldBuffer>,
+    mem: GuestMemory,
+    event_idx: bool,
+}
+
+struct Shared<H> {
+    state: Mutex<State<H>>,
+    config: [u8; CONFIG_SIZE],
+    host_fd: RawFd,
+}
+
+/// A virtio-gpio vhost-user backend over a host chip.
+pub struct GpioBackend<H> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H> Clone for GpioBackend<H> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<H> std::fmt::Debug for GpioBackend<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpioBackend")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Completes a held eventq buffer.
+fn complete_event(
+    mem: &GuestMemoryMmap,
+    used: &mut UsedRing<'_, GuestMemory>,
+    buffer: HeldBuffer,
+    status: EventStatus,
+) {
+    let len = buffer.complete(mem, status);
+    used.add(buffer.head, len);
+}
+
+/// Drains the requestq; releases eventq buffers into the eventq's used ring.
+struct RequestSink<'a, 'u, H> {
+    device: &'a mut GpioDevice<H, HeldBuffer>,
+    eventq: &'a mut UsedRing<'u, GuestMemory>,
+}
+
+impl<H: GpioHost> ChainSink<(), GuestMemory> for RequestSink<'_, '_, H> {
+    fn chain(
+        &mut self,
+        chain: DescriptorChain<ChainMemory<'_, ()>>,
+        used: &mut UsedRing<'_, GuestMemory>,
+    ) {
+        let mem: &GuestMemoryMmap = chain.memory();
+        let len = match chain::layout(chain.clone()) {
+            Ok(layout) => {
+                let eventq = &mut *self.eventq;
+                let len = protocol::process_request(self.device, mem, &layout, &mut |b, s| {
+                    complete_event(mem, eventq, b, s)
+                });
+                (layout.head, len)
+            }
+            Err((head, e)) => {
+                log::debug!("request chain {head}: {e}");
+                (head, 0)
+            }
+        };
+        used.add(len.0, len.1);
+    }
+}
+
+/// Drains the eventq: each buffer is held on its line or returned at once.
+struct EventSink<'a, H> {
+    device: &'a mut GpioDevice<H, HeldBuffer>,
+}
+
+impl<H: GpioHost> ChainSink<(), GuestMemory> for EventSink<'_, H> {
+    fn chain(
+        &mut self,
+        chain: DescriptorChain<ChainMemory<'_, ()>>,
+        used: &mut UsedRing<'_, GuestMemory>,
+    ) {
+        let mem: &GuestMemoryMmap = chain.memory();
+        let layout: Result<ChainLayout, _> = chain::layout(chain.clone());
+        match layout {
+            Ok(layout) => match protocol::process_event(self.device, mem, &layout) {
+                EventDisposition::Held => {}
+                EventDisposition::Complete(len) => {
+                    used.add(layout.head, len);
+                }
+            },
+            Err((head, e)) => {
+                log::debug!("eventq chain {head}: {e}");
+                used.add(head, 0);
+            }
+        }
+    }
+}
+
+impl<H> State<H>
+where
+    H: GpioHost,
+    H::Error: Send + Sync,
+{
+    fn requests(&mut self, requestq: &Vring, eventq: &Vring) -> Result<(), WorkerError> {
+        // Lock order: eventq, then requestq (inside `drain`); nothing takes them the other way.
+        let mut events = eventq.get_mut();
+        let mut released = UsedRing::new(&mut events);
+        let mut sink = RequestSink {
+            device: &mut self.device,
+            eventq: &mut released,
+        };
+        queue::drain(requestq, &self.mem, self.event_idx, &mut sink).map_err(|source| {
+            WorkerError::Drain {
+                queue: REQUEST_QUEUE,
+                source,
+            }
+        })?;
+        released.finish().map_err(|source| WorkerError::Drain {
+            queue: EVENT_QUEUE,
+            source,
+        })
+    }
+
+    fn events(&mut self, eventq: &Vring) -> Result<(), WorkerError> {
+        let mut sink = EventSink {
+            device: &mut self.device,
+        };
+        queue::drain(eventq, &self.mem, self.event_idx, &mut sink).map_err(|source| {
+            WorkerError::Drain {
+                queue: EVENT_QUEUE,
+                source,
+            }
+        })
+    }
+
+    fn host_edges(&mut self, eventq: &Vring) -> Result<(), WorkerError> {
+        let guard = self.mem.memory();
+        let mem: &GuestMemoryMmap = &guard;
+        let mut events = eventq.get_mut();
+        let mut fired = UsedRing::new(&mut events);
+        self.device
+            .poll_host(&mut |b, s| complete_event(mem, &mut fired, b, s))
+            .map_err(|e| WorkerError::Host(Box::new(e)))?;
+        fired.finish().map_err(|source| WorkerError::Drain {
+            queue: EVENT_QUEUE,
+            source,
+        })
+    }
+}
+
+impl<H> GpioBackend<H>
+where
+    H: GpioHost + AsRawFd,
+{
+    /// A backend for one frontend connection.
+    pub fn new(host: H) -> Result<Self, NoLinesError> {
+        let host_fd = host.as_raw_fd();
+        let device = GpioDevice::new(host)?;
+        let config = device.config().to_bytes();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    device,
+                    mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+                    event_idx: false,
+                }),
+                config,
+                host_fd,
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State<H>> {
+        // A panic elsewhere cannot leave the device half-updated in a way that matters more
+        // than stopping service would.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<H> VhostUserBackend for GpioBackend<H>
+where
+    H: GpioHost + AsRawFd + Send + 'static,
+    H::Error: Send + Sync,
+{
+    type Bitmap = ();
+    type Vring = Vring;
+
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | (1 << VIRTIO_GPIO_F_IRQ)
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::CONFIG
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.state().event_idx = enabled;
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        // A short answer makes the library reply with an error; it never panics.
+        bounded_read(&self.shared.config, offset, size).to_vec()
+    }
+
+    fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
+        self.state().mem = mem;
+        Ok(())
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        queue::worker_exit_event()
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[Vring],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if !evset.contains(EventSet::IN) {
+            warn!("event {device_event}: unexpected event set {evset:?}");
+        }
+        let mut state = self.state();
+        let result = match (vrings, device_event) {
+            ([requestq, eventq], REQUEST_QUEUE) => state.requests(requestq, eventq),
+            ([_, eventq], EVENT_QUEUE) => state.events(eventq),
+            ([_, eventq], HOST_EVENTS) => state.host_edges(eventq),
+            ([_, _], other) => {
+                warn!("unknown device event {other}");
+                Ok(())
+            }
+            (v, _) => Err(WorkerError::Vrings(v.len())),
+        };
+        result.map_err(|e| {
+            error!("GPIO worker stops: {}", ErrorChain(&e));
+            io::Error::other(e)
+        })
+    }
+}
+
+impl<H> DaemonBackend for GpioBackend<H>
+where
+    H: GpioHost + AsRawFd + Send + 'static,
+    H::Error: Send + Sync,
+{
+    fn register_listeners(&self, handlers: &[Arc<VringEpollHandler<Self>>]) -> io::Result<()> {
+        let handler = handlers
+            .first()
+            .ok_or_else(|| io::Error::other("no vring worker"))?;
+        handler.register_listener(self.shared.host_fd, EventSet::IN, u64::from(HOST_EVENTS))
+    }
+}
