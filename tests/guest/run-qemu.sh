@@ -98,7 +98,7 @@ fi
 if (( failed > 0 )) || [[ -n "${VERBOSE:-}" ]]; then
     {
         echo "---- last lines of the guest console ($CONSOLE) ----"
-        tail -n 40 "$CONSOLE" | tr -d '\r'
+        tail -n 40 "$CONSOLE" | tr -d '\r' | sed 's/^/  | /'
         echo "----"
     } >&2
 fi

@@ -2,18 +2,19 @@
 # Suite A: the guest kernel's own virtio-i2c / virtio-gpio drivers (and at24, rtc-ds1307)
 # against vhost-device-i2c and vhost-device-gpio running on the host.
 #
-# usage: run-suite-a.sh --initrd FILE [--bin-dir DIR] [--log-dir DIR]
+# usage: run-suite-a.sh --initrd FILE [--bin-dir DIR] [--log-dir DIR] [--kernel-dir DIR]
 # Prints one PASS/FAIL line per check and "suite-a: N passed, M failed"; exits non-zero
 # if anything failed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-INITRD="" BIN_DIR="$REPO_ROOT/target/release" LOG_DIR=""
+INITRD="" BIN_DIR="$REPO_ROOT/target/release" LOG_DIR="" KDIR_ARGS=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --initrd) INITRD="$2"; shift 2 ;;
         --bin-dir) BIN_DIR="$2"; shift 2 ;;
         --log-dir) LOG_DIR="$2"; shift 2 ;;
+        --kernel-dir) KDIR_ARGS=(--kernel-dir "$2"); shift 2 ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -76,7 +77,7 @@ alive() {
 # run_guest ARGS...: run-qemu.sh, its PASS/FAIL lines counted here.
 run_guest() {
     local out line
-    out="$("$GUEST_DIR/run-qemu.sh" --initrd "$INITRD" --log-dir "$LOG_DIR" "$@")" || true
+    out="$("$GUEST_DIR/run-qemu.sh" --initrd "$INITRD" --log-dir "$LOG_DIR" ${KDIR_ARGS[@]+"${KDIR_ARGS[@]}"} "$@")" || true
     while IFS= read -r line; do
         case "$line" in
             "PASS: "*) echo "$line"; passed=$((passed + 1)) ;;

@@ -1,0 +1,350 @@
+//! Suite B, GPIO: vhost-device-gpio serving a gpio-sim chip. Outputs are checked in
+//! gpio-sim's sysfs (`sim_gpioN/value`); inputs and interrupts are driven by writing
+//! `pull-up` / `pull-down` to `sim_gpioN/pull`.
+
+use std::fs;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::Duration;
+
+use vhost_user_test_frontend::{Desc, FrontendOptions, TestFrontend};
+
+use crate::{Report, ensure};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const GET_LINE_NAMES: u16 = 1;
+const GET_DIRECTION: u16 = 2;
+const SET_DIRECTION: u16 = 3;
+const GET_VALUE: u16 = 4;
+const SET_VALUE: u16 = 5;
+const SET_IRQ_TYPE: u16 = 6;
+const DIR_OUT: u32 = 1;
+const DIR_IN: u32 = 2;
+const DIR_NONE: u32 = 0;
+const IRQ_NONE: u32 = 0;
+const IRQ_EDGE_RISING: u32 = 1;
+const IRQ_EDGE_FALLING: u32 = 2;
+const IRQ_EDGE_BOTH: u32 = 3;
+const IRQ_LEVEL_HIGH: u32 = 4;
+const STATUS_OK: u8 = 0;
+const STATUS_ERR: u8 = 1;
+const IRQ_INVALID: u8 = 0;
+const IRQ_VALID: u8 = 1;
+const F_IRQ: u64 = 1;
+const F_VERSION_1: u64 = 1 << 32;
+
+struct Sim<'a> {
+    dir: &'a Path,
+}
+
+impl Sim<'_> {
+    fn value(&self, line: u16) -> Result<String, String> {
+        let p = self.dir.join(format!("sim_gpio{line}/value"));
+        fs::read_to_string(&p)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    }
+    fn pull(&self, line: u16, up: bool) -> Result<(), String> {
+        let p = self.dir.join(format!("sim_gpio{line}/pull"));
+        fs::write(&p, if up { "pull-up" } else { "pull-down" })
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        // Let the edge propagate through the kernel and the daemon's event thread.
+        sleep(Duration::from_millis(50));
+        Ok(())
+    }
+}
+
+/// One request on the request queue: returns (status, value, used length).
+fn req(fe: &mut TestFrontend, ty: u16, gpio: u16, value: u32) -> Result<(u8, u8, u32), String> {
+    let mut r = Vec::with_capacity(8);
+    r.extend_from_slice(&ty.to_le_bytes());
+    r.extend_from_slice(&gpio.to_le_bytes());
+    r.extend_from_slice(&value.to_le_bytes());
+    let c = fe
+        .queue(0)
+        .transact(&[Desc::Out(r), Desc::In(2)], false, TIMEOUT)
+        .map_err(|e| format!("request {ty} line {gpio}: {e}"))?;
+    let resp = c.written.first().ok_or("no response buffer")?;
+    Ok((resp[0], resp[1], c.used_len))
+}
+
+/// A request that must succeed with used length 2; returns the value byte.
+fn ok(fe: &mut TestFrontend, ty: u16, gpio: u16, value: u32) -> Result<u8, String> {
+    let (s, v, len) = req(fe, ty, gpio, value)?;
+    ensure(s == STATUS_OK, || {
+        format!("request {ty} line {gpio} value {value}: status {s}")
+    })?;
+    ensure(len == 2, || {
+        format!("request {ty} line {gpio}: used length {len}, expected 2")
+    })?;
+    Ok(v)
+}
+
+fn post_irq(fe: &mut TestFrontend, line: u16) -> Result<u16, String> {
+    let q = fe.queue(1);
+    let head = q
+        .post(
+            &[Desc::Out(line.to_le_bytes().to_vec()), Desc::In(1)],
+            false,
+        )
+        .map_err(|e| format!("eventq post: {e}"))?;
+    q.kick().map_err(|e| format!("eventq kick: {e}"))?;
+    Ok(head)
+}
+
+/// Waits for the eventq buffer `head`; returns its status (checking used length 1).
+fn wait_irq(fe: &mut TestFrontend, head: u16, timeout: Duration) -> Result<u8, String> {
+    let c = fe
+        .queue(1)
+        .wait_head(head, timeout)
+        .map_err(|e| format!("eventq: {e}"))?;
+    ensure(c.used_len == 1, || {
+        format!("eventq used length {}, expected 1", c.used_len)
+    })?;
+    c.written
+        .first()
+        .and_then(|b| b.first().copied())
+        .ok_or_else(|| "no eventq status".to_owned())
+}
+
+fn no_irq_yet(fe: &mut TestFrontend) -> Result<(), String> {
+    sleep(Duration::from_millis(200));
+    match fe.queue(1).try_used() {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "eventq buffer returned early (status {:?})",
+            c.written.first()
+        )),
+    }
+}
+
+/// Runs every GPIO check against the daemon at `socket`.
+pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
+    let sim = Sim { dir: sim_dir };
+    let opts = FrontendOptions {
+        num_queues: 2,
+        queue_size: 64,
+        ..FrontendOptions::default()
+    };
+    let mut fe = match TestFrontend::connect(socket, opts) {
+        Ok(fe) => {
+            rep.check("connect", Ok(()));
+            fe
+        }
+        Err(e) => {
+            rep.check("connect", Err(format!("{}: {e}", socket.display())));
+            return;
+        }
+    };
+    let f = fe.offered_features();
+    rep.check(
+        "features",
+        ensure(f & F_IRQ != 0 && f & F_VERSION_1 != 0, || {
+            format!("offered {f:#x} lacks VIRTIO_GPIO_F_IRQ or VERSION_1")
+        }),
+    );
+
+    let ngpio = u16::try_from(names.len()).unwrap_or(u16::MAX);
+    let names_size: usize = names.iter().map(|n| n.len() + 1).sum();
+    let cfg = fe.get_config(0, 8).map_err(|e| format!("GET_CONFIG: {e}"));
+    let r = cfg.and_then(|c| {
+        ensure(c.len() == 8, || format!("config is {} bytes", c.len()))?;
+        let n = u16::from_le_bytes([c[0], c[1]]);
+        let s = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        ensure(n == ngpio, || format!("ngpio {n}, gpio-sim has {ngpio}"))?;
+        ensure(usize::try_from(s).ok() == Some(names_size), || {
+            format!("gpio_names_size {s}, expected {names_size}")
+        })
+    });
+    rep.check("config", r);
+
+    let r = (|| {
+        let mut r = Vec::with_capacity(8);
+        r.extend_from_slice(&GET_LINE_NAMES.to_le_bytes());
+        r.extend_from_slice(&[0; 6]);
+        let len = u32::try_from(names_size + 1).map_err(|e| e.to_string())?;
+        let c = fe
+            .queue(0)
+            .transact(&[Desc::Out(r), Desc::In(len)], false, TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        ensure(c.used_len == len, || {
+            format!("used length {}, expected {len}", c.used_len)
+        })?;
+        let b = c.written.first().ok_or("no buffer")?;
+        ensure(b[0] == STATUS_OK, || format!("status {}", b[0]))?;
+        let got: Vec<String> = b[1..]
+            .split(|&x| x == 0)
+            .take(names.len())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        ensure(got == names, || {
+            format!("names {got:?}, gpio-sim has {names:?}")
+        })
+    })();
+    rep.check("line-names", r);
+
+    // Output: SET_VALUE before SET_DIRECTION(OUT) takes effect when the line becomes an output.
+    let r = ok(&mut fe, SET_VALUE, 0, 1)
+        .and_then(|_| ok(&mut fe, SET_DIRECTION, 0, DIR_OUT))
+        .and_then(|_| sim.value(0))
+        .and_then(|v| {
+            ensure(v == "1", || {
+                format!("sim_gpio0/value = {v} after SET_VALUE 1 + SET_DIRECTION OUT")
+            })
+        });
+    rep.check("output-preset-high", r);
+    let r = ok(&mut fe, GET_DIRECTION, 0, 0).and_then(|d| {
+        ensure(u32::from(d) == DIR_OUT, || {
+            format!("direction {d}, expected OUT")
+        })
+    });
+    rep.check("get-direction-out", r);
+    let r = ok(&mut fe, SET_VALUE, 0, 0)
+        .and_then(|_| sim.value(0))
+        .and_then(|v| {
+            ensure(v == "0", || {
+                format!("sim_gpio0/value = {v} after SET_VALUE 0")
+            })
+        })
+        .and_then(|()| ok(&mut fe, SET_VALUE, 0, 1))
+        .and_then(|_| sim.value(0))
+        .and_then(|v| {
+            ensure(v == "1", || {
+                format!("sim_gpio0/value = {v} after SET_VALUE 1")
+            })
+        });
+    rep.check("output-toggle", r);
+    let r = ok(&mut fe, GET_VALUE, 0, 0).and_then(|v| {
+        ensure(v == 1, || {
+            format!("GET_VALUE on the output = {v}, expected 1")
+        })
+    });
+    rep.check("output-get-value", r);
+    let r = ok(&mut fe, SET_DIRECTION, 0, DIR_NONE).map(|_| ());
+    rep.check("release", r);
+
+    // Input, driven through gpio-sim's pull.
+    let r = sim
+        .pull(1, false)
+        .and_then(|()| ok(&mut fe, SET_DIRECTION, 1, DIR_IN))
+        .and_then(|_| sim.pull(1, true))
+        .and_then(|()| ok(&mut fe, GET_VALUE, 1, 0))
+        .and_then(|v| ensure(v == 1, || format!("GET_VALUE = {v} with pull-up")))
+        .and_then(|()| sim.pull(1, false))
+        .and_then(|()| ok(&mut fe, GET_VALUE, 1, 0))
+        .and_then(|v| ensure(v == 0, || format!("GET_VALUE = {v} with pull-down")));
+    rep.check("input-pull", r);
+    let r = ok(&mut fe, GET_DIRECTION, 1, 0).and_then(|d| {
+        ensure(u32::from(d) == DIR_IN, || {
+            format!("direction {d}, expected IN")
+        })
+    });
+    rep.check("get-direction-in", r);
+
+    // Errors.
+    let r = req(&mut fe, GET_VALUE, ngpio, 0).and_then(|(s, _, len)| {
+        ensure(s == STATUS_ERR && len == 2, || {
+            format!("line {ngpio}: status {s}, used length {len}")
+        })
+    });
+    rep.check("invalid-line", r);
+    let r = req(&mut fe, 99, 0, 0).and_then(|(s, _, len)| {
+        ensure(s == STATUS_ERR && len == 2, || {
+            format!("type 99: status {s}, used length {len}")
+        })
+    });
+    rep.check("invalid-type", r);
+
+    // Interrupts on line 2.
+    let l = 2;
+    let r = sim
+        .pull(l, false)
+        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
+        .and_then(|_| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| sim.pull(l, true).map(|()| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| {
+            ensure(s == IRQ_VALID, || {
+                format!("eventq status {s}, expected VALID")
+            })
+        });
+    rep.check("irq-rising", r);
+    // Switch type without passing NONE.
+    let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING)
+        .and_then(|_| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| sim.pull(l, false).map(|()| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| {
+            ensure(s == IRQ_VALID, || {
+                format!("eventq status {s}, expected VALID")
+            })
+        });
+    rep.check("irq-falling", r);
+    // An edge while masked is latched and delivered when the buffer comes back.
+    let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH)
+        .and_then(|_| sim.pull(l, true))
+        .and_then(|()| {
+            sleep(Duration::from_millis(100));
+            post_irq(&mut fe, l)
+        })
+        .and_then(|h| wait_irq(&mut fe, h, Duration::from_secs(2)))
+        .and_then(|s| {
+            ensure(s == IRQ_VALID, || {
+                format!("eventq status {s}, expected VALID")
+            })
+        });
+    rep.check("irq-latched", r);
+    // SET_IRQ_TYPE NONE returns the held buffer INVALID.
+    let r = post_irq(&mut fe, l)
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| {
+            ensure(s == IRQ_INVALID, || {
+                format!("eventq status {s}, expected INVALID")
+            })
+        });
+    rep.check("irq-none-returns-invalid", r);
+    // A buffer for a line without an IRQ type comes back INVALID.
+    let r = post_irq(&mut fe, 3)
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| {
+            ensure(s == IRQ_INVALID, || {
+                format!("eventq status {s}, expected INVALID")
+            })
+        });
+    rep.check("irq-no-type-invalid", r);
+    // Level high: notifies while the level is active, again on re-queue.
+    let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_LEVEL_HIGH)
+        .and_then(|_| post_irq(&mut fe, l))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| {
+            ensure(s == IRQ_VALID, || {
+                format!("first eventq status {s}, expected VALID")
+            })
+        })
+        .and_then(|()| post_irq(&mut fe, l))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| {
+            ensure(s == IRQ_VALID, || {
+                format!("re-queued eventq status {s}, expected VALID (level still high)")
+            })
+        })
+        .and_then(|()| sim.pull(l, false))
+        .and_then(|()| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| {
+            ensure(s == IRQ_INVALID, || {
+                format!("eventq status {s} after NONE, expected INVALID")
+            })
+        });
+    rep.check("irq-level-high", r);
+    let _ = ok(&mut fe, SET_DIRECTION, l, DIR_NONE);
+    let _ = ok(&mut fe, SET_DIRECTION, 1, DIR_NONE);
+    fe.disconnect();
+}

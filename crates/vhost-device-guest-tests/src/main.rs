@@ -1,0 +1,155 @@
+//! Suite B of the guest tests (tests/guest): run inside a QEMU guest next to
+//! `vhost-device-i2c` / `vhost-device-gpio`, which serve real kernel devices
+//! (i2c-stub, gpio-sim). This program is the vhost-user frontend: it sends virtio
+//! requests the way the Linux drivers do and checks the answers against the kernel
+//! device (gpio-sim's sysfs, i2c-stub's registers).
+//!
+//! Output: one `PASS: name` or `FAIL: name: reason` line per check; exit status 1 if
+//! any check failed, 2 on bad usage.
+
+// A test program: its output is its purpose, and the checks index small fixed buffers.
+#![allow(
+    clippy::print_stdout,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod gpio;
+mod i2c;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Drives a vhost-device daemon inside the test guest and reports PASS/FAIL lines.
+#[derive(Parser, Debug)]
+#[command(name = "vhost-device-guest-tests", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Test vhost-device-i2c serving an i2c-stub device.
+    I2c {
+        /// The daemon's socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The address the daemon serves (an i2c-stub chip address).
+        #[arg(long, value_parser = parse_u8)]
+        addr: u8,
+        /// An address the daemon does not serve.
+        #[arg(long, value_parser = parse_u8)]
+        absent: u8,
+        /// REG=VAL: a register the test script set through i2c-dev before.
+        #[arg(long, value_parser = parse_pair)]
+        preset: Vec<(u8, u8)>,
+        /// Prefix of the check names.
+        #[arg(long, default_value = "b.i2c")]
+        prefix: String,
+    },
+    /// Test vhost-device-gpio serving a gpio-sim chip.
+    Gpio {
+        /// The daemon's socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// /sys/devices/platform/<dev_name>/<chip_name> of the gpio-sim chip.
+        #[arg(long)]
+        sim_dir: PathBuf,
+        /// The line names given to gpio-sim, comma separated, in line order.
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
+        /// Prefix of the check names.
+        #[arg(long, default_value = "b.gpio")]
+        prefix: String,
+    },
+}
+
+fn parse_u8(s: &str) -> Result<u8, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s}: {e}"))
+}
+
+fn parse_pair(s: &str) -> Result<(u8, u8), String> {
+    let (a, b) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: expected REG=VAL"))?;
+    Ok((parse_u8(a)?, parse_u8(b)?))
+}
+
+/// Collects the check results.
+#[derive(Debug, Default)]
+pub struct Report {
+    prefix: String,
+    passed: u32,
+    failed: u32,
+}
+
+impl Report {
+    fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Records one check: `Ok(())` passes, `Err(reason)` fails.
+    pub fn check(&mut self, name: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                self.passed += 1;
+                println!("PASS: {}.{name}", self.prefix);
+            }
+            Err(reason) => {
+                self.failed += 1;
+                println!(
+                    "FAIL: {}.{name}: {}",
+                    self.prefix,
+                    reason.replace('\n', " ")
+                );
+            }
+        }
+    }
+}
+
+/// `Err` with a message unless `cond`.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let report = match cli.cmd {
+        Cmd::I2c {
+            socket,
+            addr,
+            absent,
+            preset,
+            prefix,
+        } => {
+            let mut r = Report::new(&prefix);
+            i2c::run(&mut r, &socket, addr, absent, &preset);
+            r
+        }
+        Cmd::Gpio {
+            socket,
+            sim_dir,
+            names,
+            prefix,
+        } => {
+            let mut r = Report::new(&prefix);
+            gpio::run(&mut r, &socket, &sim_dir, &names);
+            r
+        }
+    };
+    if report.failed == 0 && report.passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

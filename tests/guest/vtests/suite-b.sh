@@ -1,0 +1,116 @@
+# Suite B: everything in one guest. vhost-device-i2c serves an i2c-stub chip through
+# /dev/i2c-N and vhost-device-gpio a gpio-sim chip through /dev/gpiochipN; the test
+# binary vhost-device-guest-tests (built on vhost-user-test-frontend) is the frontend.
+. /tests/lib.sh
+
+missing=""
+for b in vhost-device-i2c vhost-device-gpio vhost-device-guest-tests; do
+    command -v "$b" >/dev/null 2>&1 || missing="$missing $b"
+done
+if [ -n "$missing" ]; then
+    fail b.binaries "not in the initramfs:$missing"
+    exit 1
+fi
+pass b.binaries
+
+# run_bin NAME ARGS...: run the test binary, relay its PASS/FAIL lines; a crash or a
+# non-zero exit without any FAIL line is a failure of its own.
+run_bin() {
+    name="$1"; shift
+    vhost-device-guest-tests "$@" > /tmp/bin.out 2> /tmp/bin.err
+    rc=$?
+    nfail=0
+    while IFS= read -r l; do
+        case "$l" in
+            "PASS: "*|"FAIL: "*) vt_out "$l" ;;
+        esac
+        case "$l" in "FAIL: "*) nfail=$((nfail + 1)) ;; esac
+    done < /tmp/bin.out
+    if [ "$rc" -ne 0 ] && [ "$nfail" -eq 0 ]; then
+        fail "$name.exit" "test binary exited with $rc: $(tail -n 3 /tmp/bin.err | tr '\n' ' ')"
+    fi
+}
+
+# start_daemon NAME SOCKBASE CMD...: start a daemon in the background, wait for its
+# socket; sets $sock and $dpid.
+start_daemon() {
+    name="$1"; base="$2"; shift 2
+    RUST_LOG="${RUST_LOG:-info}" "$@" > "/tmp/$name-daemon.log" 2>&1 &
+    dpid=$!
+    sock=""
+    i=0
+    while [ $i -lt 100 ]; do
+        for s in "${base}0" "$base"; do [ -S "$s" ] && { sock="$s"; break 2; }; done
+        kill -0 "$dpid" 2>/dev/null || break
+        sleep 0.1; i=$((i + 1))
+    done
+    if [ -n "$sock" ]; then
+        pass "b.$name-daemon-start"
+        return 0
+    fi
+    fail "b.$name-daemon-start" "no socket ${base}0: $(tail -n 3 "/tmp/$name-daemon.log" | tr '\n' ' ')"
+    return 1
+}
+
+stop_daemon() {
+    name="$1"; pid="$2"
+    if kill -0 "$pid" 2>/dev/null; then pass "b.$name-daemon-alive"; else fail "b.$name-daemon-alive" "the daemon died: $(tail -n 3 "/tmp/$name-daemon.log" | tr '\n' ' ')"; fi
+    kill -TERM "$pid" 2>/dev/null
+    i=0
+    while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$pid" 2>/dev/null; then
+        fail "b.$name-daemon-sigterm" "still running 5 s after SIGTERM"
+        kill -KILL "$pid" 2>/dev/null
+    else
+        pass "b.$name-daemon-sigterm"
+    fi
+    echo "---- $name daemon log (tail) ----"; tail -n 20 "/tmp/$name-daemon.log"
+}
+
+# ---- I2C over i2c-stub --------------------------------------------------------------
+insmod /lib/modules/i2c-stub.ko chip_addr=0x50
+bus=""
+wait_for 30 i2c_bus_by_name "SMBus stub driver" && bus="$(i2c_bus_by_name "SMBus stub driver")"
+if [ -z "$bus" ]; then
+    fail b.i2c-stub "no i2c-stub adapter after insmod"
+else
+    i2cset -y "$bus" 0x50 0x60 0x77
+    if start_daemon i2c /run/i2c.sock vhost-device-i2c -s /run/i2c.sock -l "$bus:0x50"; then
+        i2c_pid=$dpid
+        run_bin b.i2c i2c --socket "$sock" --addr 0x50 --absent 0x51 --preset 0x60=0x77 --prefix b.i2c
+        # What the frontend wrote is in the kernel device.
+        expect_eq b.i2c.kernel-byte-data "0xab" "$(i2cget -y "$bus" 0x50 0x10 2>&1)"
+        expect_eq b.i2c.kernel-word-data "0x1234" "$(i2cget -y "$bus" 0x50 0x20 w 2>&1)"
+        expect_eq b.i2c.kernel-block "0x08" "$(i2cget -y "$bus" 0x50 0x47 2>&1)"
+        # The daemon accepts a second connection after the first frontend left.
+        run_bin b.i2c.reconnect i2c --socket "$sock" --addr 0x50 --absent 0x51 --prefix b.i2c.reconnect
+        stop_daemon i2c "$i2c_pid"
+    fi
+fi
+
+# ---- GPIO over gpio-sim ----------------------------------------------------------------
+sim=/sys/kernel/config/gpio-sim/b
+names="b-line0,b-line1,b-line2,b-line3,b-line4,b-line5,b-line6,b-line7"
+ok=1
+mkdir "$sim" && mkdir "$sim/bank0" && echo 8 > "$sim/bank0/num_lines" || ok=0
+i=0
+for n in $(echo "$names" | tr ',' ' '); do
+    mkdir "$sim/bank0/line$i" && echo "$n" > "$sim/bank0/line$i/name" || ok=0
+    i=$((i + 1))
+done
+echo 1 > "$sim/live" || ok=0
+chip="$(cat "$sim/bank0/chip_name" 2>/dev/null)"
+devname="$(cat "$sim/dev_name" 2>/dev/null)"
+simdir="/sys/devices/platform/$devname/$chip"
+if [ "$ok" = 1 ] && [ -d "$simdir/sim_gpio0" ]; then
+    pass b.gpio-sim
+    if start_daemon gpio /run/gpio.sock vhost-device-gpio -s /run/gpio.sock -l "${chip#gpiochip}"; then
+        gpio_pid=$dpid
+        run_bin b.gpio gpio --socket "$sock" --sim-dir "$simdir" --names "$names" --prefix b.gpio
+        run_bin b.gpio.reconnect gpio --socket "$sock" --sim-dir "$simdir" --names "$names" --prefix b.gpio.reconnect
+        stop_daemon gpio "$gpio_pid"
+    fi
+else
+    fail b.gpio-sim "gpio-sim chip setup failed (chip '$chip', dev '$devname')"
+fi
+exit 0
