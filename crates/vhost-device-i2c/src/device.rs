@@ -80,6 +80,10 @@ fn decode(bus: &Bus, mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
         Err(_) => return (Entry::Invalid, !fail_next_of(&hdr)),
     };
     let last = !header.fail_next;
+    if l.writable.is_empty() {
+        // No status byte: the request cannot be answered, so it must not be executed.
+        return (Entry::Invalid, last);
+    }
     let payload = l.readable.len().saturating_sub(OUT_HDR_LEN);
     let response = l.writable.len().saturating_sub(1);
     let len = match (header.read, payload, response) {

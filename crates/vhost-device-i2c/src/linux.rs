@@ -128,7 +128,15 @@ fn resolve(bus: &BusRef) -> Result<u32, OpenError> {
         BusRef::Number(n) => Ok(*n),
         BusRef::Name(wanted) => {
             let mut found = None;
-            for entry in std::fs::read_dir(SYSFS_I2C).map_err(OpenError::ListAdapters)? {
+            let entries = match std::fs::read_dir(SYSFS_I2C) {
+                Ok(entries) => entries,
+                // No I2C subsystem in sysfs: there is no adapter at all, so none by that name.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(OpenError::NoSuchName(wanted.clone()));
+                }
+                Err(e) => return Err(OpenError::ListAdapters(e)),
+            };
+            for entry in entries {
                 let entry = entry.map_err(OpenError::ListAdapters)?;
                 let file_name = entry.file_name();
                 let Some(n) = file_name
