@@ -43,7 +43,7 @@ backports_uri() {
 
 t="$(now_s)"
 BPO_FILE=/etc/apt/sources.list.d/vhost-device-bookworm-backports.sources
-if grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+if grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
     log "a bookworm-backports source is already configured"
 else
     uri="$(backports_uri)" || die "no Debian 'bookworm' apt source found in /etc/apt to derive bookworm-backports from"
