@@ -327,3 +327,38 @@ where
         handler.register_listener(self.shared.host_fd, EventSet::IN, u64::from(HOST_EVENTS))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::SimChip;
+
+    fn backend() -> GpioBackend<SimChip> {
+        GpioBackend::new(SimChip::new(8).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn config_reads_are_bounded() {
+        let b = backend();
+        let full = b.get_config(0, 8);
+        assert_eq!(full, vec![8, 0, 0, 0, 48, 0, 0, 0]);
+        assert_eq!(b.get_config(4, 4), vec![48, 0, 0, 0]);
+        assert_eq!(b.get_config(6, 8), vec![0, 0]);
+        assert!(b.get_config(8, 1).is_empty());
+        assert!(b.get_config(u32::MAX, u32::MAX).is_empty());
+        assert_eq!(b.get_config(0, u32::MAX), full);
+    }
+
+    #[test]
+    fn features() {
+        let b = backend();
+        let f = b.features();
+        for bit in [0, 28, 29, 30, 32] {
+            assert_ne!(f & (1 << bit), 0, "bit {bit}");
+        }
+        assert_eq!(b.num_queues(), 2);
+        let p = b.protocol_features();
+        assert!(p.contains(VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK));
+        assert!(p.contains(VhostUserProtocolFeatures::CONFIG));
+    }
+}
