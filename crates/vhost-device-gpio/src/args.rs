@@ -52,6 +52,17 @@ pub enum ConfigError {
         "invalid device-list entry {0:?}: expected N (/dev/gpiochipN) or sN (simulated, N lines, 1 to 65535)"
     )]
     BadEntry(String),
+    /// An entry's number is out of range.
+    #[error(
+        "invalid device-list entry {entry:?}: the number is out of range (sN: 1 to 65535 lines)"
+    )]
+    BadNumber {
+        /// The entry.
+        entry: String,
+        /// Why the number was refused.
+        #[source]
+        source: std::num::ParseIntError,
+    },
     /// One entry per socket is required.
     #[error("--device-list has {devices} entries but --socket-count is {sockets}")]
     CountMismatch {
@@ -66,22 +77,22 @@ pub enum ConfigError {
 }
 
 fn parse_entry(entry: &str) -> Result<DeviceSpec, ConfigError> {
-    let bad = || ConfigError::BadEntry(entry.to_owned());
     let digits = entry.strip_prefix('s').unwrap_or(entry);
     // `str::parse` accepts a leading '+'; only plain digits are meant here.
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+        return Err(ConfigError::BadEntry(entry.to_owned()));
     }
+    let bad = |source| ConfigError::BadNumber {
+        entry: entry.to_owned(),
+        source,
+    };
     if entry.starts_with('s') {
         digits
             .parse::<NonZeroU16>()
             .map(DeviceSpec::Simulated)
-            .map_err(|_| bad())
+            .map_err(bad)
     } else {
-        digits
-            .parse::<u32>()
-            .map(DeviceSpec::Chip)
-            .map_err(|_| bad())
+        digits.parse::<u32>().map(DeviceSpec::Chip).map_err(bad)
     }
 }
 

@@ -278,6 +278,13 @@ where
         bounded_read(&self.shared.config, offset, size).to_vec()
     }
 
+    fn reset_device(&self) {
+        // The frontend resets the device: nothing of the driver's state survives it.
+        if let Err(e) = self.state().device.reset() {
+            warn!("device reset: {}", ErrorChain(&e));
+        }
+    }
+
     fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
         self.state().mem = mem;
         Ok(())

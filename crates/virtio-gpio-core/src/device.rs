@@ -312,6 +312,26 @@ impl<H: GpioHost, T> GpioDevice<H, T> {
         Ok(())
     }
 
+    /// Returns the device to its initial state: every line released, every interrupt type
+    /// cleared, held eventq buffers forgotten (their ring is being reset with the device).
+    /// Every line is released even if the host fails on one; the first failure is returned.
+    pub fn reset(&mut self) -> Result<(), DeviceError<H::Error>> {
+        let mut first_error = None;
+        for (index, l) in self.lines.iter_mut().enumerate() {
+            let old = core::mem::take(l);
+            if old.direction == Direction::None && old.irq == IrqType::None {
+                continue;
+            }
+            let Ok(line) = u16::try_from(index) else {
+                continue;
+            };
+            if let Err(source) = self.host.configure(line, LineConfig::default()) {
+                first_error.get_or_insert(DeviceError::Host { line, source });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// The driver queued an eventq buffer for `line` (unmasking it). Returns the buffer with
     /// its status if it completes at once, `None` if the device holds it.
     pub fn queue_event(&mut self, line: u16, token: T) -> Option<(T, EventStatus)> {
@@ -442,7 +462,7 @@ mod tests {
                 Response::Value(v) => v,
                 Response::Names(_) => 0xff,
             })
-            .map_err(|_| ());
+            .map_err(drop);
         (r, events)
     }
 
@@ -839,5 +859,23 @@ mod tests {
         assert_eq!(d.queue_event(0, 1), Some((1, INVALID)));
         set_dir(&mut d, 0, Direction::In);
         assert_eq!(d.host.configs[0].edges, EdgeDetection::Both);
+    }
+
+    #[test]
+    fn reset_releases_everything() {
+        let mut d = dev(3);
+        set_dir(&mut d, 0, Direction::Out);
+        set_dir(&mut d, 1, Direction::In);
+        set_irq(&mut d, 1, IrqType::EdgeBoth);
+        assert_eq!(d.queue_event(1, 4), None);
+        set_irq(&mut d, 2, IrqType::LevelHigh);
+        d.reset().unwrap();
+        for line in 0..3 {
+            assert!(d.host.configs[usize::from(line)].is_released());
+            assert_eq!(run(&mut d, Command::GetDirection { line }).0, Ok(0));
+        }
+        // The held buffer is forgotten, not completed; edges fire nothing.
+        assert!(edge(&mut d, 1, Edge::Rising).is_empty());
+        assert_eq!(d.queue_event(1, 5), Some((5, INVALID)));
     }
 }
