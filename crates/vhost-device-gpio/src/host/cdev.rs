@@ -126,6 +126,21 @@ fn host_edges(edges: EdgeDetection) -> Option<gpiocdev::line::EdgeDetection> {
     }
 }
 
+/// The gpiocdev request configuration for one line.
+fn request_config(chip: &Path, line: u16, config: LineConfig) -> gpiocdev::request::Config {
+    let mut cfg = gpiocdev::request::Config::default();
+    cfg.on_chip(chip).with_line(u32::from(line));
+    match config.direction {
+        Direction::Out => cfg.as_output(Value::from(config.output)),
+        // A line with an interrupt type but no direction is watched as an input.
+        // (gpiocdev's `with_edge_detection` makes a line an input: inputs only.)
+        Direction::In | Direction::None => {
+            cfg.as_input().with_edge_detection(host_edges(config.edges))
+        }
+    };
+    cfg
+}
+
 impl CdevChip {
     /// A connection's chip, with no line requested.
     pub fn new(info: Arc<ChipInfo>) -> Result<Self, HostError> {
@@ -191,15 +206,7 @@ impl GpioHost for CdevChip {
             self.release(line);
             return Ok(());
         }
-        let offset = u32::from(line);
-        let mut cfg = gpiocdev::request::Config::default();
-        cfg.on_chip(self.info.path.as_path()).with_line(offset);
-        match config.direction {
-            Direction::Out => cfg.as_output(Value::from(config.output)),
-            // A line with an interrupt type but no direction is watched as an input.
-            Direction::In | Direction::None => cfg.as_input(),
-        };
-        cfg.with_edge_detection(host_edges(config.edges));
+        let cfg = request_config(&self.info.path, line, config);
         if let Ok(request) = self.request(line) {
             return request
                 .reconfigure(&cfg)
@@ -282,5 +289,50 @@ impl GpioHost for CdevChip {
 impl AsRawFd for CdevChip {
     fn as_raw_fd(&self) -> RawFd {
         self.epoll.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpiocdev::line::{Direction as HostDirection, EdgeDetection as HostEdges};
+
+    fn line_config(config: LineConfig) -> gpiocdev::line::Config {
+        request_config(Path::new("/dev/gpiochip9"), 3, config)
+            .line_config(3)
+            .cloned()
+            .unwrap()
+    }
+
+    #[test]
+    fn output_keeps_its_value_and_has_no_edges() {
+        let c = line_config(LineConfig {
+            direction: Direction::Out,
+            output: true,
+            edges: EdgeDetection::None,
+        });
+        assert_eq!(c.direction, Some(HostDirection::Output));
+        assert_eq!(c.value, Some(Value::Active));
+        assert_eq!(c.edge_detection, None);
+    }
+
+    #[test]
+    fn inputs_get_the_requested_edges() {
+        for (edges, want) in [
+            (EdgeDetection::None, None),
+            (EdgeDetection::Rising, Some(HostEdges::RisingEdge)),
+            (EdgeDetection::Falling, Some(HostEdges::FallingEdge)),
+            (EdgeDetection::Both, Some(HostEdges::BothEdges)),
+        ] {
+            for direction in [Direction::In, Direction::None] {
+                let c = line_config(LineConfig {
+                    direction,
+                    output: true,
+                    edges,
+                });
+                assert_eq!(c.direction, Some(HostDirection::Input));
+                assert_eq!(c.edge_detection, want);
+            }
+        }
     }
 }
