@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use log::{error, warn};
+use log::{debug, error, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_device_common::chain::{self, ChainLayout};
 use vhost_device_common::queue::{self, ChainMemory, ChainSink, DrainError, UsedRing};
@@ -110,7 +110,7 @@ impl<H: GpioHost> ChainSink<(), GuestMemory> for RequestSink<'_, '_, H> {
         used: &mut UsedRing<'_, GuestMemory>,
     ) {
         let mem: &GuestMemoryMmap = chain.memory();
-        let len = match chain::layout(chain.clone()) {
+        let (head, len) = match chain::layout(chain.clone()) {
             Ok(layout) => {
                 let eventq = &mut *self.eventq;
                 let len = protocol::process_request(self.device, mem, &layout, &mut |b, s| {
@@ -119,11 +119,11 @@ impl<H: GpioHost> ChainSink<(), GuestMemory> for RequestSink<'_, '_, H> {
                 (layout.head, len)
             }
             Err((head, e)) => {
-                log::debug!("request chain {head}: {e}");
+                debug!("request chain {head}: {e}");
                 (head, 0)
             }
         };
-        used.add(len.0, len.1);
+        used.add(head, len);
     }
 }
 
@@ -148,7 +148,7 @@ impl<H: GpioHost> ChainSink<(), GuestMemory> for EventSink<'_, H> {
                 }
             },
             Err((head, e)) => {
-                log::debug!("eventq chain {head}: {e}");
+                debug!("eventq chain {head}: {e}");
                 used.add(head, 0);
             }
         }

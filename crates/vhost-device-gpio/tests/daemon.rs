@@ -681,6 +681,19 @@ fn two_chips_at_once() {
     expect_event(&mut a, ha, VALID);
 }
 
+#[test]
+fn sigterm_exits_cleanly_and_removes_the_socket() {
+    let mut d = Daemon::start(&["-l", "s8"]);
+    let mut fe = d.connect(0);
+    output(&mut fe, 0, 1);
+    let pid = d.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let exit = d.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(!d.socket(0).exists(), "socket file left behind");
+}
+
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
