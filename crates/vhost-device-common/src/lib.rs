@@ -38,3 +38,11 @@ pub mod serve;
 pub type GuestMemory<B = ()> = vm_memory::GuestMemoryAtomic<vm_memory::GuestMemoryMmap<B>>;
 /// The vring type the daemons use.
 pub type Vring<B = ()> = vhost_user_backend::VringRwLock<GuestMemory<B>>;
+
+/// The transport features every daemon offers: VERSION_1, INDIRECT_DESC (QEMU's 4-entry
+/// I2C queue cannot hold a write+read transfer without it), EVENT_IDX, and vhost-user
+/// PROTOCOL_FEATURES.
+pub const TRANSPORT_FEATURES: u64 = (1 << virtio_bindings::virtio_config::VIRTIO_F_VERSION_1)
+    | (1 << virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC)
+    | (1 << virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX)
+    | vhost::vhost_user::message::VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();

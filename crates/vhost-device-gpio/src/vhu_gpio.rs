@@ -6,14 +6,12 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use log::{debug, error, warn};
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_device_common::chain::{self, ChainLayout};
 use vhost_device_common::queue::{self, ChainMemory, ChainSink, DrainError, UsedRing};
 use vhost_device_common::serve::DaemonBackend;
-use vhost_device_common::{GuestMemory, Vring};
+use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring};
 use vhost_user_backend::{VhostUserBackend, VringEpollHandler, VringT};
-use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
-use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_gpio_core::device::NoLinesError;
 use virtio_gpio_core::msg::{CONFIG_SIZE, VIRTIO_GPIO_F_IRQ, bounded_read};
 use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost};
@@ -256,11 +254,7 @@ where
     }
 
     fn features(&self) -> u64 {
-        (1 << VIRTIO_F_VERSION_1)
-            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
-            | (1 << VIRTIO_RING_F_EVENT_IDX)
-            | (1 << VIRTIO_GPIO_F_IRQ)
-            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+        TRANSPORT_FEATURES | (1 << VIRTIO_GPIO_F_IRQ)
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {

@@ -9,10 +9,8 @@ use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_device_common::chain::{ChainLayout, Segments, layout};
 use vhost_device_common::queue::{ChainSink, UsedRing, drain, worker_exit_event};
 use vhost_device_common::serve::DaemonBackend;
-use vhost_device_common::{GuestMemory, Vring};
+use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring};
 use vhost_user_backend::VhostUserBackend;
-use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
-use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_i2c_core::group::{Entry, Pushed};
 use virtio_i2c_core::request::{OUT_HDR_LEN, fail_next_of, parse_header};
 use virtio_i2c_core::{
@@ -27,7 +25,6 @@ use crate::bus::Bus;
 /// Largest queue the backend accepts (QEMU uses 4 for vhost-user-i2c).
 pub const QUEUE_SIZE: usize = 1024;
 const NUM_QUEUES: usize = 1;
-const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 
 /// A request waiting for its group to finish.
 #[derive(Debug)]
@@ -204,11 +201,7 @@ impl VhostUserBackend for I2cBackend {
     }
 
     fn features(&self) -> u64 {
-        (1 << VIRTIO_F_VERSION_1)
-            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
-            | (1 << VIRTIO_RING_F_EVENT_IDX)
-            | VIRTIO_I2C_F_ZERO_LENGTH_REQUEST
-            | VHOST_USER_F_PROTOCOL_FEATURES
+        TRANSPORT_FEATURES | VIRTIO_I2C_F_ZERO_LENGTH_REQUEST
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
