@@ -168,3 +168,70 @@ fn missing_adapter_is_rejected_before_binding() {
 fn no_device_is_rejected() {
     rejected(&[], &["device"]);
 }
+
+/// systemd-style socket activation: the daemon serves a listening socket it inherited,
+/// keeps serving it across frontends, and leaves the socket file (not its own) alone at exit.
+#[test]
+fn inherited_listening_socket_is_served_with_fd() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixListener;
+    use std::process::{Command, Stdio};
+    use vhost_user_test_frontend::{FrontendOptions, TestFrontend};
+
+    let dir = temp_dir();
+    let path = dir.as_path().join("activated.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let fd = listener.as_raw_fd();
+    // SAFETY: clearing FD_CLOEXEC on a descriptor we own so the child inherits it.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let mut child = Command::new(binary())
+        .args(["--fd", &fd.to_string(), "--simulate", "24c02@0x50"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(listener);
+    for _ in 0..2 {
+        let mut fe = TestFrontend::connect(
+            &path,
+            FrontendOptions {
+                num_queues: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        still_serves(&mut fe);
+        fe.disconnect();
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own unreaped child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + EXIT_WAIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        path.exists(),
+        "an inherited socket is not the daemon's to remove"
+    );
+}
+
+#[test]
+fn fd_that_is_not_a_listening_socket_is_rejected() {
+    let out = std::process::Command::new(binary())
+        .args(["--fd", "0", "--simulate", "24c02@0x50"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--fd 0"), "{err}");
+}
