@@ -18,6 +18,7 @@
 //! # Ok::<(), vhost_user_test_frontend::Error>(())
 //! ```
 
+pub mod bench;
 mod layout;
 mod queue;
 
