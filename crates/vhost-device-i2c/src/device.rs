@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use log::{debug, error, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
@@ -43,7 +43,9 @@ pub struct I2cBackend {
 #[derive(Debug)]
 struct Inner {
     bus: Arc<Bus>,
-    mem: RwLock<Option<GuestMemory>>,
+    /// vhost-user-backend hands every `update_memory` the same `GuestMemoryAtomic` (it
+    /// swaps the mapping inside), so the first one is kept and read without a lock.
+    mem: OnceLock<GuestMemory>,
     event_idx: AtomicBool,
     /// Only the one vring worker thread takes this lock; it never waits.
     group: Mutex<Group<Pending>>,
@@ -55,7 +57,7 @@ impl I2cBackend {
         I2cBackend {
             inner: Arc::new(Inner {
                 bus,
-                mem: RwLock::new(None),
+                mem: OnceLock::new(),
                 event_idx: AtomicBool::new(false),
                 group: Mutex::new(Group::new()),
             }),
@@ -213,11 +215,8 @@ impl VhostUserBackend for I2cBackend {
     }
 
     fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
-        *self
-            .inner
-            .mem
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(mem);
+        // Later calls carry the same atomic (updated in place): nothing to replace.
+        let _ = self.inner.mem.set(mem);
         Ok(())
     }
 
@@ -240,13 +239,7 @@ impl VhostUserBackend for I2cBackend {
             warn!("event for unknown queue {device_event}");
             return Ok(());
         };
-        let Some(mem) = self
-            .inner
-            .mem
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        else {
+        let Some(mem) = self.inner.mem.get() else {
             // A kick before SET_MEM_TABLE: nothing can be read yet.
             return Ok(());
         };
@@ -260,7 +253,7 @@ impl VhostUserBackend for I2cBackend {
             group: &mut group,
         };
         let event_idx = self.inner.event_idx.load(Ordering::Acquire);
-        drain(vring, &mem, event_idx, &mut sink).map_err(|e| {
+        drain(vring, mem, event_idx, &mut sink).map_err(|e| {
             error!("requestq: {e}");
             io::Error::other(e)
         })
