@@ -26,6 +26,7 @@ const IRQ_EDGE_RISING: u32 = 1;
 const IRQ_EDGE_FALLING: u32 = 2;
 const IRQ_EDGE_BOTH: u32 = 3;
 const IRQ_LEVEL_HIGH: u32 = 4;
+const IRQ_LEVEL_LOW: u32 = 8;
 const STATUS_OK: u8 = 0;
 const STATUS_ERR: u8 = 1;
 const IRQ_INVALID: u8 = 0;
@@ -105,6 +106,22 @@ fn wait_irq(fe: &mut TestFrontend, head: u16, timeout: Duration) -> Result<u8, S
         .first()
         .and_then(|b| b.first().copied())
         .ok_or_else(|| "no eventq status".to_owned())
+}
+
+/// Isolates the next check from a failed one: releases `line` (which returns a buffer the
+/// daemon still holds for it) and drops every eventq buffer already returned.
+fn settle(fe: &mut TestFrontend, line: u16) {
+    let _ = req(fe, SET_DIRECTION, line, DIR_NONE);
+    sleep(Duration::from_millis(50));
+    while fe.queue(1).try_used().is_some() {}
+}
+
+/// `Err` unless the eventq status `s` is `want` (`what` says when).
+fn expect(s: u8, want: u8, what: &str) -> Result<(), String> {
+    let name = |v: u8| if v == IRQ_VALID { "VALID" } else { "INVALID" };
+    ensure(s == want, || {
+        format!("eventq status {s} {what}, expected {}", name(want))
+    })
 }
 
 fn no_irq_yet(fe: &mut TestFrontend) -> Result<(), String> {
@@ -344,7 +361,107 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
             })
         });
     rep.check("irq-level-high", r);
-    let _ = ok(&mut fe, SET_DIRECTION, l, DIR_NONE);
-    let _ = ok(&mut fe, SET_DIRECTION, 1, DIR_NONE);
+
+    // Edge both on line 4: pulling up then down gives two interrupts, one per buffer.
+    settle(&mut fe, 2);
+    let l = 4;
+    let r = sim
+        .pull(l, false)
+        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH))
+        .and_then(|_| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| sim.pull(l, true).map(|()| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_VALID, "after pull-up"))
+        .and_then(|()| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| sim.pull(l, false).map(|()| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_VALID, "after pull-down"))
+        // No third interrupt: the next buffer is held until NONE returns it.
+        .and_then(|()| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_INVALID, "after NONE"));
+    rep.check("irq-edge-both", r);
+
+    // Level low on line 5: fires while low, again on re-queue while still low; once high,
+    // a queued buffer waits until the line goes low again.
+    settle(&mut fe, 4);
+    let l = 5;
+    let r = sim
+        .pull(l, false)
+        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_LEVEL_LOW))
+        .and_then(|_| post_irq(&mut fe, l))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_VALID, "first buffer, line low"))
+        .and_then(|()| post_irq(&mut fe, l))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_VALID, "re-queued buffer, line still low"))
+        .and_then(|()| sim.pull(l, true))
+        .and_then(|()| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| sim.pull(l, false).map(|()| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_VALID, "held buffer, line low again"))
+        .and_then(|()| sim.pull(l, true))
+        .and_then(|()| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_INVALID, "after NONE"));
+    rep.check("irq-level-low", r);
+
+    // Line 6: EDGE_RISING -> EDGE_FALLING while a buffer is held, without NONE between:
+    // the buffer stays held, a rising edge no longer fires it, a falling edge does.
+    settle(&mut fe, 5);
+    let l = 6;
+    let r = sim
+        .pull(l, false)
+        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
+        .and_then(|_| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| sim.pull(l, true).map(|()| h))
+        .and_then(|h| {
+            no_irq_yet(&mut fe)
+                .map_err(|e| format!("rising edge after the switch to EDGE_FALLING: {e}"))?;
+            Ok(h)
+        })
+        .and_then(|h| sim.pull(l, false).map(|()| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_VALID, "falling edge after the switch"));
+    rep.check("irq-switch-type-held", r);
+    // Line 7: re-sending the current type (EDGE_FALLING) while a buffer is held is OK and
+    // keeps the buffer held and armed: it fires on the next falling edge, not before.
+    settle(&mut fe, 6);
+    let l = 7;
+    let r = sim
+        .pull(l, false)
+        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING))
+        .and_then(|_| post_irq(&mut fe, l))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
+        .and_then(|h| {
+            no_irq_yet(&mut fe).map_err(|e| format!("after re-sending EDGE_FALLING: {e}"))?;
+            Ok(h)
+        })
+        .and_then(|h| sim.pull(l, true).map(|()| h))
+        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| sim.pull(l, false).map(|()| h))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|s| expect(s, IRQ_VALID, "falling edge"))
+        .and_then(|()| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| ()));
+    rep.check("irq-same-type-ok", r);
+
+    for line in [1, 7] {
+        let _ = ok(&mut fe, SET_DIRECTION, line, DIR_NONE);
+    }
     fe.disconnect();
 }
