@@ -86,6 +86,26 @@ else
         run_bin b.i2c.reconnect i2c --socket "$sock" --addr 0x50 --absent 0x51 --prefix b.i2c.reconnect
         stop_daemon i2c "$i2c_pid"
     fi
+    # The adapter can be named instead of numbered (-l NAME:ADDR).
+    if start_daemon i2c-byname /run/i2cn.sock vhost-device-i2c -s /run/i2cn.sock -l "SMBus stub driver:0x50"; then
+        run_bin b.i2c.by-name i2c --socket "$sock" --addr 0x50 --absent 0x51 --prefix b.i2c.by-name
+        stop_daemon i2c-byname "$dpid"
+    fi
+    # An address a host driver owns is refused before any socket exists, naming the driver
+    # and the command that unbinds it.
+    if echo 24c02 0x50 > "/sys/bus/i2c/devices/i2c-$bus/new_device" \
+        && wait_for 30 test -e "/sys/bus/i2c/devices/$bus-0050/driver"; then
+        out="$(vhost-device-i2c -s /run/bound.sock -l "$bus:0x50" 2>&1)"; rc=$?
+        if [ "$rc" -ne 0 ] && echo "$out" | grep -q at24 && echo "$out" | grep -q "unbind" \
+            && [ ! -e /run/bound.sock0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ]; then
+            pass b.i2c.driver-bound-refused
+        else
+            fail b.i2c.driver-bound-refused "rc=$rc socket=$(ls /run/bound.sock0 2>&1) out: $out"
+        fi
+        echo 0x50 > "/sys/bus/i2c/devices/i2c-$bus/delete_device"
+    else
+        fail b.i2c.driver-bound-refused "could not bind at24 to $bus-0050"
+    fi
 fi
 
 # ---- GPIO over gpio-sim ----------------------------------------------------------------
