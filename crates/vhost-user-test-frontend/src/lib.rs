@@ -19,6 +19,7 @@
 //! ```
 
 pub mod bench;
+pub mod hostile;
 mod layout;
 mod queue;
 
