@@ -11,6 +11,10 @@ use crate::listener::SocketConfig;
 #[group(skip)]
 pub struct SocketArgs {
     /// Base path of the listening vhost-user sockets: PATH0 ... PATH{N-1} are created.
+    ///
+    /// The socket index is always appended, even for one socket. A stale socket file is
+    /// replaced; one that a live process still listens on is refused. Exactly one of
+    /// --socket-path and --fd is required.
     #[arg(
         short = 's',
         long = "socket-path",
@@ -21,10 +25,15 @@ pub struct SocketArgs {
     pub socket_path: Option<PathBuf>,
 
     /// Serve an inherited listening Unix socket (e.g. systemd socket activation).
+    ///
+    /// FD is the number of a listening Unix stream socket inherited from the parent (3
+    /// with systemd); it serves one guest, so --socket-count must be 1.
     #[arg(long = "fd", value_name = "FD")]
     pub fd: Option<RawFd>,
 
     /// Number of sockets (and guests) served at once.
+    ///
+    /// Creates PATH0 ... PATH{N-1}, each serving one guest at a time.
     #[arg(short = 'c', long = "socket-count", value_name = "N", default_value_t = NonZeroUsize::MIN)]
     pub socket_count: NonZeroUsize,
 }

@@ -6,19 +6,42 @@ use clap::Parser;
 use vhost_device_common::args::{SocketArgs, SocketArgsError};
 use vhost_device_common::listener::SocketConfig;
 
-/// vhost-user virtio-gpio device daemon.
+/// vhost-user backend for virtio-gpio: gives guests the host's GPIO chips (or simulated
+/// ones) over vhost-user sockets.
+///
+/// vhost-device-gpio listens on one or more Unix sockets and serves one virtio-gpio device
+/// per socket to the VMM (QEMU, cloud-hypervisor, crosvm, ...) that connects; the guest
+/// uses Linux's stock gpio-virtio driver. Each device is a host chip, /dev/gpiochipN, or a
+/// simulated chip whose lines are wired in pairs (0-1, 2-3, ...), so values and interrupts
+/// can be tested without hardware.
+///
+/// A host line is requested (consumer "vhost-device-gpio") when the guest gives it a
+/// direction or an interrupt type, and released on direction NONE; every new connection
+/// starts with all lines released. Edge and level interrupts are supported on host and
+/// simulated chips.
+///
+/// Bad options, a count mismatch, a duplicate chip or a missing chip make the daemon exit
+/// non-zero with one line before any socket is bound. A disconnecting frontend leaves the
+/// socket listening for the next one; SIGTERM/SIGINT exit 0 and remove the socket files.
+/// RUST_LOG sets the log level (default info).
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
-#[command(version, about, long_about = None)]
+#[command(name = "vhost-device-gpio", version)]
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
 
-    /// GPIO devices, one per socket, separated by ':'. `N` is /dev/gpiochipN; `sN` is a
-    /// simulated chip with N lines (wired in pairs 0-1, 2-3, ...).
+    /// GPIO devices, one per socket, separated by ':'.
+    ///
+    /// N is the host chip /dev/gpiochipN; sN is a simulated chip with N lines (1 to 65535)
+    /// named sim-0 ... sim-(N-1) and wired in pairs (0-1, 2-3, ...). There must be as many
+    /// entries as --socket-count; a host chip may appear once. Example: -c 2 -l 0:s16
+    /// serves /dev/gpiochip0 on socket 0 and a 16-line simulated chip on socket 1.
     #[arg(short = 'l', long = "device-list", value_name = "[s]N[:[s]N...]")]
     pub device_list: String,
 
-    /// Print the vhost-user capabilities as JSON and exit.
+    /// Print the vhost-user backend capabilities as JSON and exit.
+    ///
+    /// Prints {"type": "gpio", "features": []} and exits 0, ignoring every other option.
     #[arg(long = "print-capabilities")]
     pub print_capabilities: bool,
 }

@@ -12,23 +12,50 @@ use crate::sim::Model;
 
 /// vhost-user backend for virtio-i2c: gives a guest the host's I2C devices (or simulated
 /// ones) over a vhost-user socket.
+///
+/// vhost-device-i2c listens on one or more Unix sockets and serves a virtio-i2c device to
+/// each VMM (QEMU, cloud-hypervisor, crosvm, ...) that connects; the guest uses Linux's
+/// stock i2c-virtio driver. The devices on the virtual bus are host devices from
+/// --device-list, reached through /dev/i2c-N, and/or simulated devices from --simulate;
+/// at least one device is required, and each address may appear once in all.
+///
+/// Every socket serves the same devices; transfers to one host adapter are serialized.
+/// Requests are executed per FAIL_NEXT group: one I2C_RDWR on an I2C-capable adapter, or
+/// the SMBus transaction that puts exactly the same bytes on the wire on an SMBus-only
+/// adapter (a shape with no equivalent fails). Addresses outside the list fail without
+/// touching hardware.
+///
+/// Bad options or devices make the daemon exit non-zero with one line before any socket is
+/// bound. A disconnecting frontend leaves the socket listening for the next one;
+/// SIGTERM/SIGINT exit 0 and remove the socket files. RUST_LOG sets the log level (default
+/// info).
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
-#[command(name = "vhost-device-i2c", version, about, long_about = None)]
+#[command(name = "vhost-device-i2c", version)]
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
 
-    /// Host devices: BUS:ADDR[:ADDR...][,BUS:ADDR...]. BUS is N of /dev/i2c-N or the
-    /// adapter's name; ADDR is decimal (32 = 0x20) or 0x-prefixed hex, 0x03..=0x77.
+    /// Host devices to serve: BUS:ADDR[:ADDR...][,BUS:ADDR...].
+    ///
+    /// BUS is N of /dev/i2c-N or the adapter's name (as in
+    /// /sys/bus/i2c/devices/i2c-N/name); ADDR is decimal (32 is 0x20, as upstream) or
+    /// 0x-prefixed hex, in 0x03..=0x77. Each address may appear once in the whole list and
+    /// must not be bound to a host kernel driver. Example: -l 6:32:41,9:37:6.
     #[arg(short = 'l', long = "device-list", value_name = "LIST")]
     pub device_list: Option<String>,
 
-    /// A simulated device on the virtual bus, MODEL@ADDR (models: 24c02, ds1338). Repeatable.
+    /// A simulated device on the virtual bus, MODEL@ADDR (repeatable).
+    ///
+    /// MODEL is 24c02 (a 256-byte EEPROM) or ds1338 (a real-time clock); ADDR as in
+    /// --device-list. May be combined with --device-list or replace it. Example:
+    /// --simulate 24c02@0x50.
     #[arg(long = "simulate", value_name = "MODEL@ADDR")]
     pub simulate: Vec<String>,
 
-    /// Accepted for compatibility with `--print-capabilities` users; handled before parsing.
-    #[arg(long = "print-capabilities", hide = true)]
+    /// Print the vhost-user backend capabilities as JSON and exit.
+    ///
+    /// Prints {"type": "i2c", "features": []} and exits 0, ignoring every other option.
+    #[arg(long = "print-capabilities")]
     pub print_capabilities: bool,
 }
 
