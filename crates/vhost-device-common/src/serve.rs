@@ -13,6 +13,11 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use crate::Vring;
 use crate::listener::{BoundSocket, unlink_paths};
 
+/// Consecutive accept failures after which a listener is considered broken.
+const MAX_ACCEPT_FAILURES: u32 = 50;
+/// Pause between accept attempts after a failure.
+const ACCEPT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A vhost-user backend that the serve loop can run.
 pub trait DaemonBackend:
     VhostUserBackend<Bitmap = (), Vring = Vring> + Clone + Send + Sync + 'static
@@ -211,6 +216,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let describe = socket.describe();
+    let mut accept_failures = 0u32;
     loop {
         let backend = match factory(index) {
             Ok(b) => b,
@@ -238,11 +244,21 @@ where
             };
         }
         if let Err(e) = daemon.start(&mut socket.listener) {
-            return ServeError::Daemon {
-                socket: describe,
-                source: DaemonError(e),
-            };
+            // accept() can fail for passing reasons (a peer that hung up at once, no free
+            // descriptors for a moment): keep listening, but give up on a listener that
+            // keeps failing.
+            accept_failures = accept_failures.saturating_add(1);
+            if accept_failures >= MAX_ACCEPT_FAILURES {
+                return ServeError::Daemon {
+                    socket: describe,
+                    source: DaemonError(e),
+                };
+            }
+            warn!("{describe}: cannot accept a frontend: {e}; retrying");
+            thread::sleep(ACCEPT_RETRY_DELAY);
+            continue;
         }
+        accept_failures = 0;
         info!("{describe}: frontend connected");
         match daemon.wait() {
             Ok(()) => info!("{describe}: frontend disconnected; waiting for the next one"),
