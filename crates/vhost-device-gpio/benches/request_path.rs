@@ -12,18 +12,14 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::cast_possible_truncation,
-    clippy::cast_precision_loss,
     clippy::print_stdout
 )]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vhost_user_test_frontend::bench::{
-    Percentiles, allowed_cpus, eventfd_floor, percentiles, pin_current_thread,
+    BenchDaemon, Measured, Percentiles, alternate_with_floor, measure_placements, percentiles,
 };
 use vhost_user_test_frontend::{
     Desc, FrontendOptions, RawDesc, TestFrontend, TestQueue, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
@@ -31,7 +27,6 @@ use vhost_user_test_frontend::{
 use virtio_gpio_core::msg::encode_request;
 use virtio_gpio_core::msg::msg_type::{GET_VALUE, SET_DIRECTION, SET_VALUE};
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::tempdir::TempDir;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const BLOCKS: usize = 20;
@@ -39,46 +34,6 @@ const PER_BLOCK: usize = 2_000;
 const WARMUP: usize = 1_000;
 const LINE: u16 = 0;
 const DIR_OUT: u32 = 1;
-
-/// The daemon under test; killed when dropped.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: TempDir,
-}
-
-impl Daemon {
-    /// Starts the daemon wholly on `cpu`, then puts this thread back on `home`.
-    fn start(cpu: usize, home: usize) -> Daemon {
-        pin_current_thread(cpu).unwrap();
-        let dir = TempDir::new_with_prefix("/tmp/vhost-device-gpio-bench-").unwrap();
-        let base = dir.as_path().join("gpio.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_vhost-device-gpio"))
-            .arg("-s")
-            .arg(&base)
-            .args(["-l", "s8"])
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        pin_current_thread(home).unwrap();
-        let mut socket = base.into_os_string();
-        socket.push("0");
-        Daemon {
-            child,
-            socket: socket.into(),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Sets up line 0 as an output driving 1 (allocating test-frontend calls; not measured).
 fn setup(q: &mut TestQueue) {
@@ -134,21 +89,21 @@ fn round(q: &mut TestQueue, descs: &[RawDesc], resp: u64) -> Duration {
     elapsed
 }
 
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 struct Results {
     get_value: Percentiles,
-    floor: Percentiles,
-    queue_size: u16,
-    event_idx: bool,
 }
 
-fn measure(cpu: usize, home: usize) -> Results {
-    let daemon = Daemon::start(cpu, home);
+fn measure(cpu: usize, home: usize) -> Measured<Results> {
+    let daemon = BenchDaemon::start(
+        Path::new(env!("CARGO_BIN_EXE_vhost-device-gpio")),
+        "vhost-device-gpio",
+        &["-l", "s8"],
+        cpu,
+        home,
+    )
+    .unwrap();
     let mut fe = TestFrontend::connect(
-        &daemon.socket,
+        daemon.socket(),
         FrontendOptions {
             num_queues: 2,
             queue_size: 64,
@@ -162,78 +117,33 @@ fn measure(cpu: usize, home: usize) -> Results {
     for _ in 0..WARMUP {
         round(q, &descs, resp);
     }
-    let mut floor = Vec::with_capacity(BLOCKS * PER_BLOCK);
     let mut samples = Vec::with_capacity(BLOCKS * PER_BLOCK);
-    for _ in 0..BLOCKS {
-        floor.extend(eventfd_floor(WARMUP / 10, PER_BLOCK, Some(cpu)).expect("eventfd floor"));
+    let mut floor = alternate_with_floor(BLOCKS, WARMUP / 10, PER_BLOCK, Some(cpu), || {
         for _ in 0..PER_BLOCK {
             samples.push(round(q, &descs, resp));
         }
-    }
-    Results {
+    })
+    .expect("eventfd floor");
+    let results = Results {
         get_value: percentiles(&mut samples).unwrap(),
-        floor: percentiles(&mut floor).unwrap(),
-        queue_size: q.size(),
-        event_idx: q.event_idx(),
-    }
+    };
+    Measured::new(q, results, &mut floor).unwrap()
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter, so arguments are ignored.
-    let cpus = allowed_cpus().unwrap();
-    let home = cpus[0];
-    pin_current_thread(home).unwrap();
-    let started = Instant::now();
-    let mut runs = vec![(format!("same CPU ({home})"), measure(home, home))];
-    if let Some(&other) = cpus.get(1) {
-        runs.push((format!("other CPU ({other})"), measure(other, home)));
-    }
-    let elapsed = started.elapsed();
-
-    let r0 = &runs[0].1;
-    println!();
+    let p = measure_placements(measure).unwrap();
+    let rows = [
+        p.latency_row("GET_VALUE round trip (post + kick + wait)", |r| {
+            &r.get_value
+        }),
+    ];
     println!(
-        "vhost-device-gpio request path: bench-profile daemon, -l s8, split rings of {} \
-         entries, EVENT_IDX {}, driver thread pinned to CPU {home}, daemon (and the floor's \
-         device thread) on the CPU named per column; {} CPUs allowed; {:.1} s total",
-        r0.queue_size,
-        if r0.event_idx { "on" } else { "off" },
-        cpus.len(),
-        elapsed.as_secs_f64()
+        "{}",
+        p.report(
+            "vhost-device-gpio request path: bench-profile daemon, -l s8, split rings",
+            &rows,
+            "eventfd floor: kick + call between two threads, no virtqueue"
+        )
     );
-    println!();
-    let mut header = String::from("| measurement | samples |");
-    let mut rule = String::from("|---|---:|");
-    for (name, _) in &runs {
-        header += &format!(" {name}: median | p99 | median / floor |");
-        rule += "---:|---:|---:|";
-    }
-    println!("{header}");
-    println!("{rule}");
-    let mut line = format!(
-        "| GET_VALUE round trip (post + kick + wait) | {} |",
-        r0.get_value.count
-    );
-    for (_, r) in &runs {
-        line += &format!(
-            " {:.2} µs | {:.2} µs | {:.2}x |",
-            us(r.get_value.median),
-            us(r.get_value.p99),
-            us(r.get_value.median) / us(r.floor.median)
-        );
-    }
-    println!("{line}");
-    let mut line = format!(
-        "| eventfd floor: kick + call between two threads, no virtqueue | {} |",
-        r0.floor.count
-    );
-    for (_, r) in &runs {
-        line += &format!(
-            " {:.2} µs | {:.2} µs | 1.00x |",
-            us(r.floor.median),
-            us(r.floor.p99)
-        );
-    }
-    println!("{line}");
-    println!();
 }

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
-use vhost_user_test_frontend::{Desc, FrontendOptions, TestFrontend};
+use vhost_user_test_frontend::{Desc, TestFrontend};
 
+use crate::connect::connect;
 use crate::{Report, ensure};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,28 +139,16 @@ fn no_irq_yet(fe: &mut TestFrontend) -> Result<(), String> {
 /// Runs every GPIO check against the daemon at `socket`.
 pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     let sim = Sim { dir: sim_dir };
-    let opts = FrontendOptions {
-        num_queues: 2,
-        queue_size: 64,
-        ..FrontendOptions::default()
+    let Some(mut fe) = connect(
+        rep,
+        socket,
+        2,
+        64,
+        F_IRQ | F_VERSION_1,
+        "VIRTIO_GPIO_F_IRQ or VERSION_1",
+    ) else {
+        return;
     };
-    let mut fe = match TestFrontend::connect(socket, opts) {
-        Ok(fe) => {
-            rep.check("connect", Ok(()));
-            fe
-        }
-        Err(e) => {
-            rep.check("connect", Err(format!("{}: {e}", socket.display())));
-            return;
-        }
-    };
-    let f = fe.offered_features();
-    rep.check(
-        "features",
-        ensure(f & F_IRQ != 0 && f & F_VERSION_1 != 0, || {
-            format!("offered {f:#x} lacks VIRTIO_GPIO_F_IRQ or VERSION_1")
-        }),
-    );
 
     let ngpio = u16::try_from(names.len()).unwrap_or(u16::MAX);
     let names_size: usize = names.iter().map(|n| n.len() + 1).sum();

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vhost_user_test_frontend::{Desc, FrontendOptions, TestFrontend};
+use vhost_user_test_frontend::{Desc, TestFrontend};
 
+use crate::connect::connect;
 use crate::{Report, ensure};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -145,29 +146,16 @@ fn read_reg(fe: &mut TestFrontend, a: u8, reg: u8, len: u32) -> Result<Vec<u8>, 
 /// Runs every I2C check against the daemon at `socket`.
 pub fn run(rep: &mut Report, socket: &Path, a: u8, absent: u8, preset: &[(u8, u8)]) {
     // QEMU's vhost-user-i2c queue has 4 entries; chains go indirect as Linux's do.
-    let opts = FrontendOptions {
-        num_queues: 1,
-        queue_size: 4,
-        ..FrontendOptions::default()
+    let Some(mut fe) = connect(
+        rep,
+        socket,
+        1,
+        4,
+        F_ZERO_LENGTH_REQUEST | F_VERSION_1,
+        "ZERO_LENGTH_REQUEST or VERSION_1",
+    ) else {
+        return;
     };
-    let mut fe = match TestFrontend::connect(socket, opts) {
-        Ok(fe) => {
-            rep.check("connect", Ok(()));
-            fe
-        }
-        Err(e) => {
-            rep.check("connect", Err(format!("{}: {e}", socket.display())));
-            return;
-        }
-    };
-    let f = fe.offered_features();
-    rep.check(
-        "features",
-        ensure(
-            f & F_ZERO_LENGTH_REQUEST != 0 && f & F_VERSION_1 != 0,
-            || format!("offered {f:#x} lacks ZERO_LENGTH_REQUEST or VERSION_1"),
-        ),
-    );
 
     for &(reg, val) in preset {
         let r = read_reg(&mut fe, a, reg, 1).and_then(|d| {

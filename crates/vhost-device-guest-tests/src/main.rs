@@ -14,6 +14,7 @@
     clippy::arithmetic_side_effects
 )]
 
+mod connect;
 mod gpio;
 mod i2c;
 

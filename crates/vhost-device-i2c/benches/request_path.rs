@@ -19,16 +19,14 @@
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
     clippy::cast_possible_truncation,
-    clippy::cast_precision_loss,
     clippy::print_stdout
 )]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vhost_user_test_frontend::bench::{
-    Percentiles, allowed_cpus, eventfd_floor, percentiles, pin_current_thread,
+    BenchDaemon, Measured, Percentiles, alternate_with_floor, measure_placements, percentiles,
 };
 use vhost_user_test_frontend::{
     FrontendOptions, RawDesc, TestFrontend, TestQueue, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
@@ -36,7 +34,6 @@ use vhost_user_test_frontend::{
 use virtio_i2c_core::VIRTIO_I2C_MSG_OK;
 use virtio_i2c_core::request::encode_header;
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::tempdir::TempDir;
 
 const EEPROM: u8 = 0x50;
 /// EEPROM offset the read group reads.
@@ -52,46 +49,6 @@ const GROUP_PER_BLOCK: usize = 1_000;
 const BATCH_PER_BLOCK: usize = 100;
 const WARMUP: usize = 1_000;
 const BATCH: usize = 32;
-
-/// The daemon under test; killed when dropped.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: TempDir,
-}
-
-impl Daemon {
-    /// Starts the daemon wholly on `cpu`, then puts this thread back on `home`.
-    fn start(cpu: usize, home: usize) -> Daemon {
-        pin_current_thread(cpu).unwrap();
-        let dir = TempDir::new_with_prefix("/tmp/vhost-device-i2c-bench-").unwrap();
-        let base = dir.as_path().join("i2c.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_vhost-device-i2c"))
-            .arg("-s")
-            .arg(&base)
-            .args(["--simulate", "24c02@0x50"])
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        pin_current_thread(home).unwrap();
-        let mut socket = base.into_os_string();
-        socket.push("0");
-        Daemon {
-            child,
-            socket: socket.into(),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One request laid out once in guest memory and re-posted as a raw chain every round.
 struct Request {
@@ -184,25 +141,25 @@ fn round(q: &mut TestQueue, requests: &[&Request]) -> Duration {
     elapsed
 }
 
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-/// Results of one placement.
+/// Results of one placement, besides the floor.
 struct Results {
     quick: Percentiles,
     group: Percentiles,
     batch: Percentiles,
-    floor: Percentiles,
-    queue_size: u16,
-    event_idx: bool,
 }
 
 /// Runs every measurement with the daemon and the floor's device thread on `cpu` while this
 /// thread stays on `home`.
-fn measure(cpu: usize, home: usize) -> Results {
-    let daemon = Daemon::start(cpu, home);
-    let mut fe = TestFrontend::connect(&daemon.socket, FrontendOptions::default())
+fn measure(cpu: usize, home: usize) -> Measured<Results> {
+    let daemon = BenchDaemon::start(
+        Path::new(env!("CARGO_BIN_EXE_vhost-device-i2c")),
+        "vhost-device-i2c",
+        &["--simulate", "24c02@0x50"],
+        cpu,
+        home,
+    )
+    .unwrap();
+    let mut fe = TestFrontend::connect(daemon.socket(), FrontendOptions::default())
         .expect("connect to vhost-device-i2c");
     let q = fe.queue(0);
 
@@ -236,12 +193,10 @@ fn measure(cpu: usize, home: usize) -> Results {
         round(q, &batch_refs);
     }
     // All four measurements in alternating blocks, so that noise hits each alike.
-    let mut floor = Vec::with_capacity(BLOCKS * PER_BLOCK);
     let mut quick_samples = Vec::with_capacity(BLOCKS * PER_BLOCK);
     let mut group = Vec::with_capacity(BLOCKS * GROUP_PER_BLOCK);
     let mut batches = Vec::with_capacity(BLOCKS * BATCH_PER_BLOCK);
-    for _ in 0..BLOCKS {
-        floor.extend(eventfd_floor(WARMUP / 10, PER_BLOCK, Some(cpu)).expect("eventfd floor"));
+    let mut floor = alternate_with_floor(BLOCKS, WARMUP / 10, PER_BLOCK, Some(cpu), || {
         for _ in 0..PER_BLOCK {
             quick_samples.push(round(q, &[&quick]));
         }
@@ -254,51 +209,21 @@ fn measure(cpu: usize, home: usize) -> Results {
         for _ in 0..BATCH_PER_BLOCK {
             batches.push(round(q, &batch_refs));
         }
-    }
-    Results {
+    })
+    .expect("eventfd floor");
+    let results = Results {
         quick: percentiles(&mut quick_samples).unwrap(),
         group: percentiles(&mut group).unwrap(),
         batch: percentiles(&mut batches).unwrap(),
-        floor: percentiles(&mut floor).unwrap(),
-        queue_size: q.size(),
-        event_idx: q.event_idx(),
-    }
+    };
+    Measured::new(q, results, &mut floor).unwrap()
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter, so arguments are ignored.
-    let cpus = allowed_cpus().unwrap();
-    let home = cpus[0];
-    pin_current_thread(home).unwrap();
-    let started = Instant::now();
-    let mut runs = vec![(format!("same CPU ({home})"), measure(home, home))];
-    if let Some(&other) = cpus.get(1) {
-        runs.push((format!("other CPU ({other})"), measure(other, home)));
-    }
-    let elapsed = started.elapsed();
-
-    let r0 = &runs[0].1;
-    println!();
-    println!(
-        "vhost-device-i2c request path: bench-profile daemon, --simulate 24c02@0x50, split ring \
-         of {} entries, EVENT_IDX {}, driver thread pinned to CPU {home}, daemon (and the \
-         floor's device thread) on the CPU named per column; {} CPUs allowed; {:.1} s total",
-        r0.queue_size,
-        if r0.event_idx { "on" } else { "off" },
-        cpus.len(),
-        elapsed.as_secs_f64()
-    );
-    println!();
-    let mut header = String::from("| measurement | samples |");
-    let mut rule = String::from("|---|---:|");
-    for (name, _) in &runs {
-        header += &format!(" {name}: median | p99 | median / floor |");
-        rule += "---:|---:|---:|";
-    }
-    println!("{header}");
-    println!("{rule}");
+    let p = measure_placements(measure).unwrap();
     type Pick = fn(&Results) -> &Percentiles;
-    let rows: [(&str, Pick); 3] = [
+    let latencies: [(&str, Pick); 3] = [
         ("(a) quick request round trip (post + kick + wait)", |r| {
             &r.quick
         }),
@@ -310,43 +235,29 @@ fn main() {
             &r.batch
         }),
     ];
-    for (label, pick) in rows {
-        let mut line = format!("| {label} | {} |", pick(r0).count);
-        for (_, r) in &runs {
-            let p = pick(r);
-            line += &format!(
-                " {:.2} µs | {:.2} µs | {:.2}x |",
-                us(p.median),
-                us(p.p99),
-                us(p.median) / us(r.floor.median)
-            );
-        }
-        println!("{line}");
-    }
+    let mut rows: Vec<String> = latencies
+        .into_iter()
+        .map(|(label, pick)| p.latency_row(label, pick))
+        .collect();
     let rate = |d: Duration| BATCH as f64 / d.as_secs_f64();
-    let mut line = format!(
-        "| (c) throughput, {BATCH} per kick (median batch; p99 column: p99 batch) | {} |",
-        r0.batch.count
+    rows.push(p.row(
+        &format!("(c) throughput, {BATCH} per kick (median batch; p99 column: p99 batch)"),
+        p.runs[0].1.results.batch.count,
+        |m| {
+            format!(
+                " {:.0} req/s | {:.0} req/s | |",
+                rate(m.results.batch.median),
+                rate(m.results.batch.p99)
+            )
+        },
+    ));
+    println!(
+        "{}",
+        p.report(
+            "vhost-device-i2c request path: bench-profile daemon, --simulate 24c02@0x50, split \
+             ring",
+            &rows,
+            "(d) eventfd floor: kick + call between two threads, no virtqueue"
+        )
     );
-    for (_, r) in &runs {
-        line += &format!(
-            " {:.0} req/s | {:.0} req/s | |",
-            rate(r.batch.median),
-            rate(r.batch.p99)
-        );
-    }
-    println!("{line}");
-    let mut line = format!(
-        "| (d) eventfd floor: kick + call between two threads, no virtqueue | {} |",
-        r0.floor.count
-    );
-    for (_, r) in &runs {
-        line += &format!(
-            " {:.2} µs | {:.2} µs | 1.00x |",
-            us(r.floor.median),
-            us(r.floor.p99)
-        );
-    }
-    println!("{line}");
-    println!();
 }

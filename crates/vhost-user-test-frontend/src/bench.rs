@@ -6,14 +6,24 @@
 //! in `epoll_wait` on the kick eventfd (as `vhost-user-backend`'s vring worker does), reads
 //! it, and writes the call eventfd; the driver reads the call eventfd. A daemon's round trip
 //! divided by this floor is what its request handling costs on top of the two wake-ups.
+//!
+//! Besides, the frame every request-path benchmark shares: [`BenchDaemon`] starts the
+//! daemon under test on a chosen CPU, [`alternate_with_floor`] interleaves floor blocks with
+//! the benchmark's own, [`measure_placements`] measures with the daemon on the driver's CPU
+//! and then on a second one, and [`Placements`] renders the results as a Markdown table.
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::tempdir::TempDir;
+
+use crate::TestQueue;
 
 /// Median, 99th percentile and extremes of a set of timing samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +182,241 @@ pub fn eventfd_floor(
     Ok(samples)
 }
 
+/// Runs `blocks` blocks, each `per_block` eventfd round trips of the floor (after `warmup`
+/// unmeasured ones, the device thread on `device_cpu`) followed by one call of `block`, so
+/// that machine noise hits the floor and the benchmark's own measurements alike. Returns the
+/// floor samples.
+pub fn alternate_with_floor(
+    blocks: usize,
+    warmup: usize,
+    per_block: usize,
+    device_cpu: Option<usize>,
+    mut block: impl FnMut(),
+) -> io::Result<Vec<Duration>> {
+    let mut floor = Vec::with_capacity(blocks.saturating_mul(per_block));
+    for _ in 0..blocks {
+        floor.extend(eventfd_floor(warmup, per_block, device_cpu)?);
+        block();
+    }
+    Ok(floor)
+}
+
+/// A daemon under benchmark, started wholly on one CPU, listening in a temporary directory;
+/// killed when dropped.
+#[derive(Debug)]
+pub struct BenchDaemon {
+    child: Child,
+    socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl BenchDaemon {
+    /// Starts `program -s <tmp>/<stem>.sock args...` (with `RUST_LOG=error`, stdin and stdout
+    /// closed) with this thread pinned to `cpu`, so that the daemon and all its threads run
+    /// on `cpu`, then pins this thread back on `home`. The daemon's first listener is
+    /// [`socket`](Self::socket), `<tmp>/<stem>.sock0`.
+    pub fn start(
+        program: &Path,
+        stem: &str,
+        args: &[&str],
+        cpu: usize,
+        home: usize,
+    ) -> io::Result<Self> {
+        let dir = TempDir::new_with_prefix(format!("/tmp/{stem}-bench-"))?;
+        let base = dir.as_path().join(format!("{stem}.sock"));
+        pin_current_thread(cpu)?;
+        let child = Command::new(program)
+            .arg("-s")
+            .arg(&base)
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn();
+        let pinned_back = pin_current_thread(home);
+        let mut child = child?;
+        if let Err(e) = pinned_back {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        let mut socket = base.into_os_string();
+        socket.push("0");
+        Ok(Self {
+            child,
+            socket: socket.into(),
+            _dir: dir,
+        })
+    }
+
+    /// The socket the daemon listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `d` in microseconds.
+pub fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// What one placement of the daemon measured: the benchmark's own `results`, the eventfd
+/// floor, and the queue the frontend negotiated.
+#[derive(Clone, Debug)]
+pub struct Measured<R> {
+    /// The benchmark's own results.
+    pub results: R,
+    /// The eventfd floor, measured alongside.
+    pub floor: Percentiles,
+    /// Entries of the measured queue.
+    pub queue_size: u16,
+    /// Whether `VIRTIO_RING_F_EVENT_IDX` was negotiated.
+    pub event_idx: bool,
+}
+
+impl<R> Measured<R> {
+    /// `results`, the summary of the `floor` samples and the parameters of the measured
+    /// queue `q`; `None` if there are no floor samples.
+    pub fn new(q: &TestQueue, results: R, floor: &mut [Duration]) -> Option<Self> {
+        Some(Self {
+            results,
+            floor: percentiles(floor)?,
+            queue_size: q.size(),
+            event_idx: q.event_idx(),
+        })
+    }
+}
+
+/// Measurements with the daemon on the driver's CPU and, if there is one, on a second CPU.
+#[derive(Clone, Debug)]
+pub struct Placements<R> {
+    /// The CPUs this program may run on.
+    pub cpus: Vec<usize>,
+    /// The driver thread's CPU, the first allowed one.
+    pub home: usize,
+    /// One entry per placement: a column name (`same CPU (n)`, `other CPU (m)`) and what was
+    /// measured.
+    pub runs: Vec<(String, Measured<R>)>,
+    /// Time all the placements took.
+    pub elapsed: Duration,
+}
+
+/// Pins this thread to the first allowed CPU and calls `measure(cpu, home)` with the daemon
+/// to be placed on that same CPU, then on the second allowed CPU if there is one.
+pub fn measure_placements<R>(
+    mut measure: impl FnMut(usize, usize) -> Measured<R>,
+) -> io::Result<Placements<R>> {
+    let cpus = allowed_cpus()?;
+    let home = *cpus
+        .first()
+        .ok_or_else(|| io::Error::other("no CPU allowed"))?;
+    pin_current_thread(home)?;
+    let started = Instant::now();
+    let mut runs = vec![(format!("same CPU ({home})"), measure(home, home))];
+    if let Some(&other) = cpus.get(1) {
+        runs.push((format!("other CPU ({other})"), measure(other, home)));
+    }
+    Ok(Placements {
+        cpus,
+        home,
+        runs,
+        elapsed: started.elapsed(),
+    })
+}
+
+impl<R> Placements<R> {
+    fn first(&self) -> Option<&Measured<R>> {
+        self.runs.first().map(|(_, m)| m)
+    }
+
+    /// The paragraph above the table: `what` (the daemon, its configuration and "split
+    /// ring(s)"), then the queue size, EVENT_IDX, the placements and the total time.
+    pub fn caption(&self, what: &str) -> String {
+        let (queue_size, event_idx) = self
+            .first()
+            .map_or((0, false), |m| (m.queue_size, m.event_idx));
+        format!(
+            "{what} of {queue_size} entries, EVENT_IDX {}, driver thread pinned to CPU {}, \
+             daemon (and the floor's device thread) on the CPU named per column; {} CPUs \
+             allowed; {:.1} s total",
+            if event_idx { "on" } else { "off" },
+            self.home,
+            self.cpus.len(),
+            self.elapsed.as_secs_f64()
+        )
+    }
+
+    /// The whole report for `println!` (which adds the closing blank line): a blank line, the
+    /// [caption](Self::caption) of `what`, a blank line, the [head](Self::head), `rows` and
+    /// the [floor's row](Self::floor_row) labelled `floor_label`.
+    pub fn report(&self, what: &str, rows: &[String], floor_label: &str) -> String {
+        let mut out = format!("\n{}\n\n{}\n", self.caption(what), self.head());
+        for row in rows {
+            out.push_str(row);
+            out.push('\n');
+        }
+        out.push_str(&self.floor_row(floor_label));
+        out.push('\n');
+        out
+    }
+
+    /// The table's header and rule lines: a median, p99 and median / floor column per
+    /// placement.
+    pub fn head(&self) -> String {
+        let mut header = String::from("| measurement | samples |");
+        let mut rule = String::from("|---|---:|");
+        for (name, _) in &self.runs {
+            header.push_str(&format!(" {name}: median | p99 | median / floor |"));
+            rule.push_str("---:|---:|---:|");
+        }
+        format!("{header}\n{rule}")
+    }
+
+    /// A row of `label`, `count` and, per placement, the cells `cells` renders (each ending
+    /// in `|`).
+    pub fn row(&self, label: &str, count: usize, cells: impl Fn(&Measured<R>) -> String) -> String {
+        let mut line = format!("| {label} | {count} |");
+        for (_, m) in &self.runs {
+            line.push_str(&cells(m));
+        }
+        line
+    }
+
+    /// A latency row: the samples `pick` selects, their median and p99 and the median over
+    /// the floor's.
+    pub fn latency_row(&self, label: &str, pick: impl Fn(&R) -> &Percentiles) -> String {
+        let count = self.first().map_or(0, |m| pick(&m.results).count);
+        self.row(label, count, |m| {
+            let p = pick(&m.results);
+            format!(
+                " {:.2} µs | {:.2} µs | {:.2}x |",
+                micros(p.median),
+                micros(p.p99),
+                micros(p.median) / micros(m.floor.median)
+            )
+        })
+    }
+
+    /// The floor's row.
+    pub fn floor_row(&self, label: &str) -> String {
+        let count = self.first().map_or(0, |m| m.floor.count);
+        self.row(label, count, |m| {
+            format!(
+                " {:.2} µs | {:.2} µs | 1.00x |",
+                micros(m.floor.median),
+                micros(m.floor.p99)
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +443,66 @@ mod tests {
         let cpu = allowed_cpus().unwrap()[0];
         let s = eventfd_floor(2, 5, Some(cpu)).unwrap();
         assert_eq!(s.len(), 5);
+    }
+
+    #[test]
+    fn floor_alternates_with_the_blocks() {
+        let mut calls = 0;
+        let s = alternate_with_floor(3, 1, 4, None, || calls += 1).unwrap();
+        assert_eq!((s.len(), calls), (12, 3));
+    }
+
+    #[test]
+    fn table_has_a_column_group_per_placement() {
+        let p = |us| Percentiles {
+            count: 2,
+            min: Duration::from_micros(us),
+            median: Duration::from_micros(us),
+            p99: Duration::from_micros(us),
+            max: Duration::from_micros(us),
+        };
+        let m = Measured {
+            results: p(4),
+            floor: p(2),
+            queue_size: 64,
+            event_idx: true,
+        };
+        let t = Placements {
+            cpus: vec![0, 1],
+            home: 0,
+            runs: vec![
+                ("same CPU (0)".into(), m.clone()),
+                ("other CPU (1)".into(), m),
+            ],
+            elapsed: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            t.caption("x, split ring"),
+            "x, split ring of 64 entries, EVENT_IDX on, driver thread pinned to CPU 0, daemon \
+             (and the floor's device thread) on the CPU named per column; 2 CPUs allowed; 1.5 s \
+             total"
+        );
+        assert_eq!(
+            t.head(),
+            "| measurement | samples | same CPU (0): median | p99 | median / floor | other CPU \
+             (1): median | p99 | median / floor |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        assert_eq!(
+            t.latency_row("a", |r| r),
+            "| a | 2 | 4.00 µs | 4.00 µs | 2.00x | 4.00 µs | 4.00 µs | 2.00x |"
+        );
+        assert_eq!(
+            t.floor_row("f"),
+            "| f | 2 | 2.00 µs | 2.00 µs | 1.00x | 2.00 µs | 2.00 µs | 1.00x |"
+        );
+        let report = t.report("x, split ring", &["| r |".into()], "f");
+        let lines: Vec<&str> = report.lines().collect();
+        // `println!` of the report adds the closing blank line.
+        assert!(report.ends_with("|\n"));
+        assert_eq!(lines.len(), 7);
+        assert_eq!((lines[0], lines[2], lines[5]), ("", "", "| r |"));
+        assert!(lines[1].starts_with("x, split ring of 64 entries"));
+        assert!(lines[3].starts_with("| measurement |"));
+        assert!(lines[6].starts_with("| f | 2 |"));
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod bench;
 pub mod hostile;
+pub mod inproc;
 mod layout;
 mod queue;
 
@@ -91,6 +92,9 @@ pub enum Error {
     /// Guest memory access failed (address outside memory).
     #[error("guest memory access failed")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
+    /// Setting up an in-process vring failed.
+    #[error("cannot set up the vring")]
+    Vring(#[source] virtio_queue::Error),
     /// Creating an eventfd failed.
     #[error("cannot create eventfd")]
     EventFd(#[source] io::Error),
