@@ -155,16 +155,23 @@ pub fn bind(config: &SocketConfig) -> Result<Vec<BoundSocket>, ListenerError> {
 
 /// Removes the socket files of `sockets` (inherited sockets are left alone).
 pub fn unlink_all(sockets: &[BoundSocket]) {
-    for p in sockets.iter().filter_map(|s| s.path.as_ref()) {
-        let _ = std::fs::remove_file(p);
-    }
+    sockets
+        .iter()
+        .filter_map(|s| s.path.as_deref())
+        .for_each(remove_socket_file);
 }
 
-/// Removes socket files by path (errors ignored: the file may be gone already).
+/// Removes socket files by path.
 pub fn unlink_paths(paths: &[PathBuf]) {
-    for p in paths {
-        let _ = std::fs::remove_file(p);
-    }
+    paths
+        .iter()
+        .map(PathBuf::as_path)
+        .for_each(remove_socket_file);
+}
+
+/// Errors are ignored: the file may be gone already, and nothing better can be done at exit.
+fn remove_socket_file(path: &Path) {
+    let _ = std::fs::remove_file(path);
 }
 
 fn bind_path(path: &Path) -> Result<UnixListener, ListenerError> {

@@ -67,11 +67,6 @@ impl<'a, M: GuestAddressSpace> UsedRing<'a, M> {
         }
     }
 
-    /// How many chains were completed since this value was made.
-    pub fn added(&self) -> usize {
-        self.added
-    }
-
     /// Signals the guest once if anything was completed and the guest wants to know.
     pub fn finish(self) -> Result<(), DrainError> {
         if self.added > 0
