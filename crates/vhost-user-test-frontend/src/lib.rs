@@ -18,11 +18,14 @@
 //! # Ok::<(), vhost_user_test_frontend::Error>(())
 //! ```
 
+pub mod attacks;
 pub mod bench;
+pub mod dut;
 pub mod hostile;
 pub mod inproc;
 mod layout;
 mod queue;
+pub mod raw;
 
 use std::fs::File;
 use std::io;

@@ -120,6 +120,21 @@ impl TestQueue {
         }
     }
 
+    /// The kick eventfd's descriptor (to hand to a backend).
+    pub(crate) fn kick_fd(&self) -> std::os::fd::RawFd {
+        self.kick.as_raw_fd()
+    }
+
+    /// The call eventfd's descriptor (to hand to a backend).
+    pub(crate) fn call_fd(&self) -> std::os::fd::RawFd {
+        self.call.as_raw_fd()
+    }
+
+    /// Sets whether VIRTIO_RING_F_EVENT_IDX is in use (decided after the queue was made).
+    pub(crate) fn set_event_idx(&mut self, on: bool) {
+        self.event_idx = on;
+    }
+
     /// Index of this queue.
     pub fn index(&self) -> usize {
         self.index
