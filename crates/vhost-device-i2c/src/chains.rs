@@ -1,67 +1,28 @@
-//! The vhost-user backend: turns requestq descriptor chains into calls of the device logic.
+//! Descriptor chains <-> `virtio-i2c-core`: decodes each requestq chain into a group entry,
+//! runs finished groups on the [`Router`], and writes data and status back into the chains.
+//!
+//! No vhost types here but the drain loop's [`ChainSink`]/[`UsedRing`].
 
-use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
-
-use log::{debug, warn};
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use log::debug;
 use vhost_device_common::chain::{ChainLayout, Segments, layout};
-use vhost_device_common::queue::{ChainSink, UsedRing, WorkerExitEvents, drain};
-use vhost_device_common::serve::DaemonBackend;
-use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring, memory};
-use vhost_user_backend::VhostUserBackend;
+use vhost_device_common::queue::{ChainSink, UsedRing};
 use virtio_i2c_core::group::{Entry, Pushed};
 use virtio_i2c_core::request::{OUT_HDR_LEN, fail_next_of, parse_header};
-use virtio_i2c_core::{
-    Group, VIRTIO_I2C_F_ZERO_LENGTH_REQUEST, VIRTIO_I2C_MSG_ERR, VIRTIO_I2C_MSG_OK,
-};
+use virtio_i2c_core::{Group, VIRTIO_I2C_MSG_ERR, VIRTIO_I2C_MSG_OK};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
-use crate::bus::Bus;
-
-/// Largest queue the backend accepts (QEMU uses 4 for vhost-user-i2c).
-pub const QUEUE_SIZE: usize = 1024;
-const NUM_QUEUES: usize = 1;
+use crate::host::Router;
 
 /// A request waiting for its group to finish.
 #[derive(Debug)]
-struct Pending {
+pub struct Pending {
     head: u16,
     /// Device-writable buffers: read data, then the status byte at the end.
     writable: Segments,
 }
 
-/// One connection's virtio-i2c device.
-#[derive(Clone, Debug)]
-pub struct I2cBackend {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    bus: Arc<Bus>,
-    exit_events: WorkerExitEvents,
-    /// Only the one vring worker thread takes this lock; it never waits.
-    group: Mutex<Group<Pending>>,
-}
-
-impl I2cBackend {
-    /// A fresh device on `bus` (shared by every socket).
-    pub fn new(bus: Arc<Bus>) -> Self {
-        I2cBackend {
-            inner: Arc::new(Inner {
-                bus,
-                exit_events: WorkerExitEvents::default(),
-                group: Mutex::new(Group::new()),
-            }),
-        }
-    }
-}
-
 /// Decodes one chain into a group entry. Reads the header once (no double fetch).
-fn decode(bus: &Bus, mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
+fn decode(router: &Router, mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
     if l.readable.len() < OUT_HDR_LEN {
         return (Entry::Invalid, true);
     }
@@ -87,7 +48,7 @@ fn decode(bus: &Bus, mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
         (false, n, 0) => n,
         _ => return (Entry::Invalid, last),
     };
-    if !bus.has(header.addr) {
+    if !router.has(header.addr) {
         return (Entry::Invalid, last);
     }
     (Entry::Valid { header, len }, last)
@@ -114,16 +75,19 @@ fn complete(mem: &GuestMemoryMmap, used: &mut UsedRing<'_>, p: Pending, ok: bool
     used.add(p.head, len);
 }
 
-struct RequestSink<'a> {
-    bus: &'a Bus,
-    group: &'a mut Group<Pending>,
+#[derive(Debug)]
+pub struct RequestSink<'a> {
+    /// Where groups run.
+    pub router: &'a Router,
+    /// The group being collected (kept across kicks).
+    pub group: &'a mut Group<Pending>,
 }
 
 impl RequestSink<'_> {
     fn finish(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_>) {
-        let bus = self.bus;
+        let router = self.router;
         let err = self.group.finish(
-            |msgs| bus.run(msgs),
+            |msgs| router.run(msgs),
             |p, ok, data| complete(mem, used, p, ok, data),
         );
         if let Some(e) = err {
@@ -151,7 +115,7 @@ impl ChainSink for RequestSink<'_> {
                 return;
             }
         };
-        let (entry, last) = decode(self.bus, mem, &l);
+        let (entry, last) = decode(self.router, mem, &l);
         let pending = Pending {
             head: l.head,
             writable: l.writable,
@@ -176,75 +140,5 @@ impl ChainSink for RequestSink<'_> {
         if !self.group.is_empty() {
             self.finish(mem, used);
         }
-    }
-}
-
-impl VhostUserBackend for I2cBackend {
-    type Bitmap = ();
-    type Vring = Vring;
-
-    fn num_queues(&self) -> usize {
-        NUM_QUEUES
-    }
-
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE
-    }
-
-    fn features(&self) -> u64 {
-        TRANSPORT_FEATURES | VIRTIO_I2C_F_ZERO_LENGTH_REQUEST
-    }
-
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK
-    }
-
-    fn set_event_idx(&self, _enabled: bool) {
-        // The vrings know it (the library sets it on each queue); the drain loop reads it there.
-    }
-
-    fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
-        // The vrings read guest memory through the same atomic the library updates in place;
-        // this only refuses a table that would crash the process (the rings check it again
-        // before they touch it).
-        memory::check_update(&mem)
-    }
-
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        self.inner.exit_events.create()
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        evset: EventSet,
-        vrings: &[Vring],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        if evset != EventSet::IN {
-            warn!("unexpected event set {evset:?} for event {device_event}");
-            return Ok(());
-        }
-        let Some(vring) = vrings.get(usize::from(device_event)) else {
-            warn!("event for unknown queue {device_event}");
-            return Ok(());
-        };
-        let mut group = self
-            .inner
-            .group
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut sink = RequestSink {
-            bus: &self.inner.bus,
-            group: &mut group,
-        };
-        drain(vring, &mut sink);
-        Ok(())
-    }
-}
-
-impl DaemonBackend for I2cBackend {
-    fn exit_events(&self) -> &WorkerExitEvents {
-        &self.inner.exit_events
     }
 }

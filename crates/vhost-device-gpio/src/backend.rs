@@ -1,27 +1,25 @@
-//! The vhost-user side: features, config space, and the worker's three event sources
-//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread.
+//! The vhost-user backend: features, config space, and the worker's three event sources
+//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread; the chains
+//! themselves are handled by [`crate::chains`].
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use log::{debug, error, warn};
+use log::{error, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_device_common::chain::{self, ChainLayout};
-use vhost_device_common::queue::{self, ChainMemory, ChainSink, UsedRing, WorkerExitEvents};
+use vhost_device_common::queue::{self, UsedRing, WorkerExitEvents};
 use vhost_device_common::report::Chain;
 use vhost_device_common::serve::DaemonBackend;
 use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring, memory};
 use vhost_user_backend::{VhostUserBackend, VringEpollHandler};
 use virtio_gpio_core::device::NoLinesError;
 use virtio_gpio_core::msg::{CONFIG_SIZE, VIRTIO_GPIO_F_IRQ, bounded_read};
-use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost};
-use virtio_queue::DescriptorChain;
-use vm_memory::GuestMemoryMmap;
+use virtio_gpio_core::{GpioDevice, GpioHost};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
-use crate::protocol::{self, EventDisposition, HeldBuffer};
+use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event};
 
 /// requestq and eventq.
 pub const NUM_QUEUES: usize = 2;
@@ -72,65 +70,6 @@ impl<H> std::fmt::Debug for GpioBackend<H> {
         f.debug_struct("GpioBackend")
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Completes a held eventq buffer, if the eventq runs (a buffer of a stopped eventq is
-/// dropped: it cannot be returned).
-fn complete_event(eventq: &mut Option<UsedRing<'_>>, buffer: HeldBuffer, status: EventStatus) {
-    if let Some(used) = eventq {
-        let len = buffer.complete(used.memory(), status);
-        used.add(buffer.head, len);
-    }
-}
-
-/// Drains the requestq; releases eventq buffers into the eventq's used ring.
-struct RequestSink<'a, 'u, H> {
-    device: &'a mut GpioDevice<H, HeldBuffer>,
-    eventq: &'a mut Option<UsedRing<'u>>,
-}
-
-impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let (head, len) = match chain::layout(chain.clone()) {
-            Ok(layout) => {
-                let eventq = &mut *self.eventq;
-                let len = protocol::process_request(self.device, mem, &layout, &mut |b, s| {
-                    complete_event(eventq, b, s)
-                });
-                (layout.head, len)
-            }
-            Err((head, e)) => {
-                debug!("request chain {head}: {e}");
-                (head, 0)
-            }
-        };
-        used.add(head, len);
-    }
-}
-
-/// Drains the eventq: each buffer is held on its line or returned at once.
-struct EventSink<'a, H> {
-    device: &'a mut GpioDevice<H, HeldBuffer>,
-}
-
-impl<H: GpioHost> ChainSink for EventSink<'_, H> {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let layout: Result<ChainLayout, _> = chain::layout(chain.clone());
-        match layout {
-            Ok(layout) => match protocol::process_event(self.device, mem, &layout) {
-                EventDisposition::Held => {}
-                EventDisposition::Complete(len) => {
-                    used.add(layout.head, len);
-                }
-            },
-            Err((head, e)) => {
-                debug!("eventq chain {head}: {e}");
-                used.add(head, 0);
-            }
-        }
     }
 }
 
