@@ -1,14 +1,14 @@
 //! Command line, drop-in compatible with rust-vmm's vhost-device-i2c, and its validation.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use clap::Parser;
 use vhost_device_common::args::{SocketArgs, SocketArgsError};
 use vhost_device_common::listener::SocketConfig;
 use virtio_i2c_core::Address;
 
-use crate::sim::Model;
+use crate::host::linux::{AdapterSpec, BusRef};
+use crate::host::sim::Model;
 
 /// vhost-user backend for virtio-i2c: gives a guest the host's I2C devices (or simulated
 /// ones) over a vhost-user socket.
@@ -51,39 +51,6 @@ pub struct Args {
     /// --simulate 24c02@0x50.
     #[arg(long = "simulate", value_name = "MODEL@ADDR")]
     pub simulate: Vec<String>,
-
-    /// Print the vhost-user backend capabilities as JSON and exit.
-    ///
-    /// Prints {"type": "i2c", "features": []} and exits 0, ignoring every other option.
-    #[arg(long = "print-capabilities")]
-    pub print_capabilities: bool,
-}
-
-/// Which host adapter.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum BusRef {
-    /// `/dev/i2c-N`.
-    Number(u32),
-    /// The adapter's name in sysfs.
-    Name(String),
-}
-
-impl fmt::Display for BusRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BusRef::Number(n) => write!(f, "i2c-{n}"),
-            BusRef::Name(s) => write!(f, "adapter \"{s}\""),
-        }
-    }
-}
-
-/// Host devices on one adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdapterSpec {
-    /// The adapter.
-    pub bus: BusRef,
-    /// Device addresses on it.
-    pub addrs: Vec<Address>,
 }
 
 /// A validated configuration.

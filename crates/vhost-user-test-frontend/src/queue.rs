@@ -79,6 +79,9 @@ pub struct TestQueue {
     pool: BufferPool,
     /// Next value of the avail ring's `idx`.
     next_avail: u16,
+    /// While set, posted chains are written into the avail ring but `idx` is only
+    /// published by [`TestQueue::flush`], so the device sees a batch all at once.
+    holding: bool,
     /// Used ring index up to which elements were consumed.
     last_used: u16,
     event_idx: bool,
@@ -113,6 +116,7 @@ impl TestQueue {
             slots: DescSlots::new(size),
             pool: BufferPool::new(data.0, data.1),
             next_avail: 0,
+            holding: false,
             last_used: 0,
             event_idx,
             inflight: BTreeMap::new(),
@@ -374,15 +378,30 @@ impl TestQueue {
             addr(self.ring.avail_slot_addr(slot))?,
             Ordering::Relaxed,
         )?;
-        // Descriptors and the ring entry must be visible before the new idx.
+        self.next_avail = self.next_avail.wrapping_add(1);
+        if self.holding {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    /// Holds (or stops holding) the publication of posted chains: while held, chains are
+    /// laid out but the avail `idx` moves only on [`TestQueue::flush`], as a driver that
+    /// adds a whole request group before making it visible. Stopping the hold flushes.
+    pub fn hold(&mut self, hold: bool) -> Result<(), Error> {
+        self.holding = hold;
+        if hold { Ok(()) } else { self.flush() }
+    }
+
+    /// Makes every chain posted so far visible to the device (bumps the avail `idx`).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        // Descriptors and ring entries must be visible before the new idx.
         fence(Ordering::Release);
-        let next = self.next_avail.wrapping_add(1);
         self.mem.store(
-            next.to_le(),
+            self.next_avail.to_le(),
             addr(self.ring.avail_idx_addr())?,
             Ordering::Release,
         )?;
-        self.next_avail = next;
         Ok(())
     }
 

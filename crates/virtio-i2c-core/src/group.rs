@@ -9,33 +9,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::adapter::Message;
+use crate::message::Message;
 use crate::request::{Address, RequestHeader};
 use crate::{MAX_GROUP_MESSAGES, MAX_MESSAGE_LEN};
-
-/// Why a request was failed without being executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupError {
-    /// The message is longer than [`MAX_MESSAGE_LEN`].
-    MessageTooLong(usize),
-    /// The group has more than [`MAX_GROUP_MESSAGES`] messages.
-    TooManyMessages,
-}
-
-impl fmt::Display for GroupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GroupError::MessageTooLong(n) => {
-                write!(f, "message of {n} bytes exceeds {MAX_MESSAGE_LEN}")
-            }
-            GroupError::TooManyMessages => {
-                write!(f, "group exceeds {MAX_GROUP_MESSAGES} messages")
-            }
-        }
-    }
-}
-
-impl core::error::Error for GroupError {}
 
 /// A request as the transport decoded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,7 @@
 //! run SMBus transactions. Each accepted shape below produces exactly the bytes the guest
 //! asked for; every other shape is refused rather than approximated.
 
-use core::fmt;
-
-use crate::adapter::{Functionality as F, Message};
+use crate::message::{Functionality as F, Message};
 use crate::request::Address;
 
 /// Most data bytes of an I2C block transaction.
@@ -102,29 +100,18 @@ impl SmbusOp {
 }
 
 /// Why a group has no SMBus equivalent on this adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SmbusError {
     /// No SMBus transaction puts these bytes on the wire.
+    #[error("no SMBus transaction has this shape")]
     NoEquivalent,
     /// The messages of one transaction address different devices.
+    #[error("messages address different devices")]
     MixedAddresses,
     /// The equivalent transaction exists but the adapter does not advertise it.
+    #[error("adapter lacks SMBus functionality {0:#x}")]
     NotAdvertised(u64),
 }
-
-impl fmt::Display for SmbusError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SmbusError::NoEquivalent => f.write_str("no SMBus transaction has this shape"),
-            SmbusError::MixedAddresses => f.write_str("messages address different devices"),
-            SmbusError::NotAdvertised(bit) => {
-                write!(f, "adapter lacks SMBus functionality {bit:#x}")
-            }
-        }
-    }
-}
-
-impl core::error::Error for SmbusError {}
 
 fn block(cmd: u8, bytes: &[u8]) -> Option<SmbusOp> {
     let len = u8::try_from(bytes.len()).ok()?;

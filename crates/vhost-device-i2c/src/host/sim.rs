@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use virtio_i2c_core::{Address, Functionality, I2cAdapter, Message, SmbusOp};
 
-use crate::bus::AdapterError;
+use super::error::AdapterError;
 
 /// A simulated device model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,21 +281,23 @@ impl SimDevice for Rtc {
 }
 
 /// The simulated bus: up to 128 devices, one per address.
-pub struct SimBus {
+pub struct SimAdapter {
     devices: Vec<(Address, Box<dyn SimDevice>)>,
 }
 
-impl std::fmt::Debug for SimBus {
+impl std::fmt::Debug for SimAdapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let addrs: Vec<Address> = self.devices.iter().map(|(a, _)| *a).collect();
-        f.debug_struct("SimBus").field("devices", &addrs).finish()
+        f.debug_struct("SimAdapter")
+            .field("devices", &addrs)
+            .finish()
     }
 }
 
-impl SimBus {
+impl SimAdapter {
     /// A bus with the given devices.
     pub fn new(devices: &[(Model, Address)]) -> Self {
-        SimBus {
+        SimAdapter {
             devices: devices
                 .iter()
                 .map(|&(model, addr)| {
@@ -317,7 +319,7 @@ impl SimBus {
     }
 }
 
-impl I2cAdapter for SimBus {
+impl I2cAdapter for SimAdapter {
     type Error = AdapterError;
 
     fn functionality(&self) -> Functionality {
@@ -370,7 +372,7 @@ mod tests {
     }
 
     fn xfer(
-        bus: &mut SimBus,
+        bus: &mut SimAdapter,
         addr: Address,
         w: &[u8],
         rlen: usize,
@@ -398,7 +400,7 @@ mod tests {
 
     #[test]
     fn eeprom_page_write_wraps_in_page_and_reads_wrap_at_256() {
-        let mut bus = SimBus::new(&[(Model::Eeprom24c02, a(0x50))]);
+        let mut bus = SimAdapter::new(&[(Model::Eeprom24c02, a(0x50))]);
         // Write 4 bytes at 0x06: 0x06, 0x07, then wrap to 0x00, 0x01 of the same page.
         xfer(&mut bus, a(0x50), &[0x06, 1, 2, 3, 4], 0).unwrap();
         assert_eq!(
@@ -414,7 +416,7 @@ mod tests {
 
     #[test]
     fn absent_device_naks() {
-        let mut bus = SimBus::new(&[(Model::Eeprom24c02, a(0x50))]);
+        let mut bus = SimAdapter::new(&[(Model::Eeprom24c02, a(0x50))]);
         assert!(matches!(
             xfer(&mut bus, a(0x51), &[], 0),
             Err(AdapterError::NoDevice(_))
@@ -433,7 +435,7 @@ mod tests {
 
     #[test]
     fn rtc_set_and_read_back() {
-        let mut bus = SimBus::new(&[(Model::Ds1338, a(0x68))]);
+        let mut bus = SimAdapter::new(&[(Model::Ds1338, a(0x68))]);
         // Power-on state has the oscillator-stop flag set.
         assert_eq!(
             xfer(&mut bus, a(0x68), &[0x07], 1).unwrap()[0] & DS1338_OSF,
@@ -456,7 +458,7 @@ mod tests {
 
     #[test]
     fn rtc_ram_and_pointer_wrap() {
-        let mut bus = SimBus::new(&[(Model::Ds1338, a(0x68))]);
+        let mut bus = SimAdapter::new(&[(Model::Ds1338, a(0x68))]);
         xfer(&mut bus, a(0x68), &[0x3e, 0x11, 0x22], 0).unwrap();
         let r = xfer(&mut bus, a(0x68), &[0x3e], 3).unwrap();
         assert_eq!(&r[..2], &[0x11, 0x22]);

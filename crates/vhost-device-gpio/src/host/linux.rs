@@ -1,9 +1,9 @@
 //! A host GPIO chip through the Linux character device (uAPI v2, via `gpiocdev`).
 //!
 //! The chip is opened and its line names read once at startup ([`ChipInfo`]). Each
-//! connection gets a [`CdevChip`] with no line requested: a line is requested (consumer
+//! connection gets a [`LinuxChip`] with no line requested: a line is requested (consumer
 //! `vhost-device-gpio`) when the guest gives it a direction or an interrupt type and
-//! released on direction NONE; dropping the `CdevChip` releases every line. Every request's
+//! released on direction NONE; dropping the `LinuxChip` releases every line. Every request's
 //! fd is added to one epoll instance, whose fd the vhost-user worker waits on.
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -15,7 +15,7 @@ use gpiocdev::{Chip, Request};
 use virtio_gpio_core::{Direction, Edge, EdgeDetection, GpioHost, LineConfig};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
-use super::HostError;
+use super::error::HostError;
 
 /// Consumer label of every line request.
 pub const CONSUMER: &str = "vhost-device-gpio";
@@ -110,7 +110,7 @@ impl ChipInfo {
 
 /// One connection's view of a host chip.
 #[derive(Debug)]
-pub struct CdevChip {
+pub struct LinuxChip {
     info: Arc<ChipInfo>,
     requests: Vec<Option<Request>>,
     epoll: Epoll,
@@ -141,7 +141,7 @@ fn request_config(chip: &Path, line: u16, config: LineConfig) -> gpiocdev::reque
     cfg
 }
 
-impl CdevChip {
+impl LinuxChip {
     /// A connection's chip, with no line requested.
     pub fn new(info: Arc<ChipInfo>) -> Result<Self, HostError> {
         let epoll = Epoll::new().map_err(|source| HostError::Event {
@@ -190,7 +190,7 @@ impl CdevChip {
     }
 }
 
-impl GpioHost for CdevChip {
+impl GpioHost for LinuxChip {
     type Error = HostError;
 
     fn num_lines(&self) -> u16 {
@@ -286,7 +286,7 @@ impl GpioHost for CdevChip {
     }
 }
 
-impl AsRawFd for CdevChip {
+impl AsRawFd for LinuxChip {
     fn as_raw_fd(&self) -> RawFd {
         self.epoll.as_raw_fd()
     }

@@ -1,17 +1,22 @@
-//! virtio-gpio messages carried in descriptor chains: reads the request from a chain's
-//! device-readable part, runs it on the device, writes the response into the writable part.
+//! Descriptor chains <-> `virtio-gpio-core`: reads each request from a chain's
+//! device-readable part, runs it on the device, writes the response into the writable part;
+//! holds and completes eventq buffers.
 //!
-//! No vhost types here. Every guest mistake becomes an ERR (or INVALID) status, or a used
+//! No vhost types here but the drain loop's [`ChainSink`]/[`UsedRing`]. Every guest mistake becomes an ERR (or INVALID) status, or a used
 //! length of 0 when not even a status byte can be written; nothing here fails the queue.
 
 use log::debug;
-use vhost_device_common::chain::{ChainError, ChainLayout, Segments};
+use vhost_device_common::chain::{self, ChainError, ChainLayout, Segments};
+use vhost_device_common::queue::{ChainMemory, ChainSink, UsedRing};
+use vhost_device_common::report::Chain;
 use virtio_gpio_core::device::DeviceError;
 use virtio_gpio_core::msg::{
     self, EVENT_REQUEST_SIZE, EventRequestError, REQUEST_SIZE, RESPONSE_SIZE, RequestError,
 };
 use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost, Response, Status};
+use virtio_queue::DescriptorChain;
 use vm_memory::GuestMemory;
+use vm_memory::GuestMemoryMmap;
 
 /// An eventq buffer the device holds until its line's interrupt fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +78,7 @@ pub fn process_request<H: GpioHost, M: GuestMemory + ?Sized>(
     match execute(device, mem, chain, on_event) {
         Ok(len) => used_len(len),
         Err(e) => {
-            debug!("request {}: {}", chain.head, ErrorChain(&e));
+            debug!("request {}: {}", chain.head, Chain(&e));
             let response = msg::encode_response(Status::Err, 0);
             let len = chain.writable.len().min(RESPONSE_SIZE);
             match response
@@ -171,19 +176,67 @@ pub fn process_event<H: GpioHost, M: GuestMemory + ?Sized>(
     }
 }
 
-/// Displays an error with its sources, `a: b: c`.
-#[derive(Debug)]
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+/// Completes a held eventq buffer, if the eventq runs (a buffer of a stopped eventq is
+/// dropped: it cannot be returned).
+pub fn complete_event(eventq: &mut Option<UsedRing<'_>>, buffer: HeldBuffer, status: EventStatus) {
+    if let Some(used) = eventq {
+        let len = buffer.complete(used.memory(), status);
+        used.add(buffer.head, len);
+    }
+}
 
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
+/// Drains the requestq; releases eventq buffers into the eventq's used ring.
+#[derive(Debug)]
+pub struct RequestSink<'a, 'u, H> {
+    /// The device.
+    pub device: &'a mut GpioDevice<H, HeldBuffer>,
+    /// The eventq, for buffers a request releases (`None` when it does not run).
+    pub eventq: &'a mut Option<UsedRing<'u>>,
+}
+
+impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
+    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
+        let mem: &GuestMemoryMmap = chain.memory();
+        let (head, len) = match chain::layout(chain.clone()) {
+            Ok(layout) => {
+                let eventq = &mut *self.eventq;
+                let len = process_request(self.device, mem, &layout, &mut |b, s| {
+                    complete_event(eventq, b, s)
+                });
+                (layout.head, len)
+            }
+            Err((head, e)) => {
+                debug!("request chain {head}: {e}");
+                (head, 0)
+            }
+        };
+        used.add(head, len);
+    }
+}
+
+/// Drains the eventq: each buffer is held on its line or returned at once.
+#[derive(Debug)]
+pub struct EventSink<'a, H> {
+    /// The device.
+    pub device: &'a mut GpioDevice<H, HeldBuffer>,
+}
+
+impl<H: GpioHost> ChainSink for EventSink<'_, H> {
+    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
+        let mem: &GuestMemoryMmap = chain.memory();
+        let layout: Result<ChainLayout, _> = chain::layout(chain.clone());
+        match layout {
+            Ok(layout) => match process_event(self.device, mem, &layout) {
+                EventDisposition::Held => {}
+                EventDisposition::Complete(len) => {
+                    used.add(layout.head, len);
+                }
+            },
+            Err((head, e)) => {
+                debug!("eventq chain {head}: {e}");
+                used.add(head, 0);
+            }
         }
-        Ok(())
     }
 }
 
