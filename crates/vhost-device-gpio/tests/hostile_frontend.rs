@@ -118,6 +118,7 @@ vhost_user_test_frontend::hostile_frontend_tests! {
     call_fd_is_a_full_pipe,
     call_eventfd_saturated,
     wrong_number_of_fds,
+    more_than_32_fds,
     drop_at_every_handshake_step,
     two_clients_on_one_socket,
     connect_disconnect_10000,

@@ -680,9 +680,16 @@ impl RawFrontend {
         GLOBAL_STEPS.saturating_add(QUEUE_STEPS.saturating_mul(self.opts.num_queues))
     }
 
-    /// Runs the remaining handshake steps.
+    /// Runs the remaining handshake steps. Without REPLY_ACK nothing was acknowledged, so a
+    /// GET_FEATURES round trip then makes sure the daemon has handled every message.
     pub fn finish(&mut self) -> Result<(), RawError> {
-        while self.step()? {}
+        let mut ran = false;
+        while self.step()? {
+            ran = true;
+        }
+        if ran && self.protocol & PROTOCOL_REPLY_ACK == 0 {
+            self.conn.call(code::GET_FEATURES, &[], self.opts.timeout)?;
+        }
         Ok(())
     }
 
