@@ -107,6 +107,7 @@ vhost_user_test_frontend::hostile_frontend_tests! {
     unknown_feature_bits,
     unknown_messages,
     oversized_and_malformed_messages,
+    mem_table_swapped_while_running,
     mem_table_swapped_to_zeroed_memory,
     region_larger_than_file,
     region_offset_past_end_of_file,

@@ -888,6 +888,29 @@ pub fn oversized_and_malformed_messages(dut: &mut Dut) -> Outcome {
 
 // ---------------------------------------------------------------- memory tables
 
+/// While running, SET_MEM_TABLE with the same memory again (as a frontend does when its
+/// memory map changes) while requests are in flight: the connection must go on serving.
+pub fn mem_table_swapped_while_running(dut: &mut Dut) -> Outcome {
+    let mut fe = dut.good(dut.options())?;
+    same_connection_serves(dut, &mut fe)?;
+    for _ in 0..4 {
+        post_good(dut, &mut fe)?;
+    }
+    kick(&mut fe, 0)?;
+    let (table, fd) = fe.mem_table().map_err(err("memory table"))?;
+    if fate(
+        fe.send_acked(code::SET_MEM_TABLE, &table, &[fd]),
+        "SET_MEM_TABLE with the same memory while running",
+    )? == Fate::Accepted
+    {
+        let finding = same_connection_serves(dut, &mut fe)
+            .err()
+            .map(|e| format!("after the same memory table again: {e}"));
+        return both(finding, dut.check_after(Some(fe)));
+    }
+    dut.check_after(Some(fe))
+}
+
 /// While running, SET_MEM_TABLE to a fresh zeroed memfd, then a kick.
 pub fn mem_table_swapped_to_zeroed_memory(dut: &mut Dut) -> Outcome {
     let mut fe = dut.good(dut.options())?;
