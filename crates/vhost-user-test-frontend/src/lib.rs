@@ -24,6 +24,7 @@ pub mod dut;
 pub mod hostile;
 pub mod inproc;
 mod layout;
+mod poll;
 mod queue;
 pub mod raw;
 
