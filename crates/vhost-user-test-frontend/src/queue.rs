@@ -125,12 +125,12 @@ impl TestQueue {
 
     /// The kick eventfd's descriptor (to hand to a backend).
     pub(crate) fn kick_fd(&self) -> std::os::fd::RawFd {
-        self.kick.as_raw_fd()
+        std::os::fd::AsRawFd::as_raw_fd(&self.kick)
     }
 
     /// The call eventfd's descriptor (to hand to a backend).
     pub(crate) fn call_fd(&self) -> std::os::fd::RawFd {
-        self.call.as_raw_fd()
+        std::os::fd::AsRawFd::as_raw_fd(&self.call)
     }
 
     /// Sets whether VIRTIO_RING_F_EVENT_IDX is in use (decided after the queue was made).
