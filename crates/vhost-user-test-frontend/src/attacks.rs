@@ -434,14 +434,19 @@ pub fn used_ring_straddles_end_of_ram(dut: &mut Dut) -> Outcome {
 
 /// Posts `chains` raw on queue 0, kicks, and then requires the same connection to serve.
 fn bad_chains(dut: &mut Dut, event_idx: bool, chains: &[Vec<RawDesc>]) -> Outcome {
+    bad_chains_on(dut, 0, event_idx, chains)
+}
+
+/// Posts `chains` raw on queue `q`, kicks, and then requires the same connection to serve.
+fn bad_chains_on(dut: &mut Dut, q: usize, event_idx: bool, chains: &[Vec<RawDesc>]) -> Outcome {
     let mut fe = dut.good(opts(dut, event_idx))?;
     for c in chains {
-        fe.queue(0)
-            .map_err(err("queue 0"))?
+        fe.queue(q)
+            .map_err(err("queue"))?
             .post_raw(c)
             .map_err(|e| format!("post_raw: {}", chain(&e)))?;
     }
-    kick(&mut fe, 0)?;
+    kick(&mut fe, q)?;
     let finding = same_connection_serves(dut, &mut fe).err();
     both(finding, dut.check_after(Some(fe)))
 }
@@ -565,8 +570,17 @@ pub fn cyclic_indirect_table(dut: &mut Dut) -> Outcome {
 /// A whole available ring of head indices beyond the descriptor table, then a kick (twice):
 /// the log must not get a line per entry.
 pub fn heads_out_of_range(dut: &mut Dut) -> Outcome {
+    heads_out_of_range_on(dut, 0)
+}
+
+/// [`heads_out_of_range`] on the event queue (queue 1).
+pub fn eventq_heads_out_of_range(dut: &mut Dut) -> Outcome {
+    heads_out_of_range_on(dut, 1)
+}
+
+fn heads_out_of_range_on(dut: &mut Dut, q: usize) -> Outcome {
     let mut fe = dut.good(dut.options())?;
-    let ring = fe.ring(0).ok_or("no ring 0")?;
+    let ring = fe.ring(q).ok_or("no such ring")?;
     let size = dut.target.queue_size;
     for round in 0..2u16 {
         for slot in 0..size {
@@ -579,7 +593,7 @@ pub fn heads_out_of_range(dut: &mut Dut) -> Outcome {
         let at = ring.avail_idx_addr().ok_or("ring address")?;
         fe.write_guest(at, &idx.to_le_bytes())
             .map_err(err("write avail.idx"))?;
-        kick(&mut fe, 0)?;
+        kick(&mut fe, q)?;
     }
     dut.check_after(Some(fe))
 }
@@ -630,13 +644,58 @@ pub fn too_many_segments(dut: &mut Dut) -> Outcome {
 // ---------------------------------------------------------------- ring indices
 
 fn avail_idx_jump_with(dut: &mut Dut, event_idx: bool) -> Outcome {
+    avail_idx_jump_on(dut, 0, event_idx)
+}
+
+fn avail_idx_jump_on(dut: &mut Dut, q: usize, event_idx: bool) -> Outcome {
     let mut fe = dut.good(opts(dut, event_idx))?;
-    let ring = fe.ring(0).ok_or("no ring 0")?;
+    let ring = fe.ring(q).ok_or("no such ring")?;
     let at = ring.avail_idx_addr().ok_or("ring address")?;
     fe.write_guest(at, &60000u16.to_le_bytes())
         .map_err(err("write avail.idx"))?;
-    kick(&mut fe, 0)?;
+    kick(&mut fe, q)?;
     dut.check_after(Some(fe))
+}
+
+/// [`avail_idx_jump`] on the event queue (queue 1), with and without EVENT_IDX.
+pub fn eventq_avail_idx_jump(dut: &mut Dut) -> Outcome {
+    avail_idx_jump_on(dut, 1, true)?;
+    dut.mark();
+    avail_idx_jump_on(dut, 1, false)
+}
+
+/// Malformed chains on the event queue (queue 1): buffers outside RAM, a response buffer
+/// the device may not write, an empty and an oversized request, a cycle; then the request
+/// queue must still serve.
+pub fn eventq_malformed_chains(dut: &mut Dut) -> Outcome {
+    let mem = u64::try_from(dut.options().mem_size).unwrap_or(0);
+    // Scratch at the end of guest memory (a data area, never a ring).
+    let buf = mem.saturating_sub(4096);
+    let w = VIRTQ_DESC_F_WRITE;
+    let n = VIRTQ_DESC_F_NEXT;
+    bad_chains_on(
+        dut,
+        1,
+        true,
+        &[
+            vec![
+                desc(mem.saturating_add(0x1000), 2, n, 1),
+                desc(buf, 1, w, 0),
+            ],
+            vec![desc(buf, 2, n, 1), desc(mem, 1, w, 0)],
+            vec![desc(buf, 2, n, 1), desc(buf.saturating_add(16), 1, 0, 0)],
+            vec![desc(buf, 0, n, 1), desc(buf.saturating_add(16), 1, w, 0)],
+            vec![
+                desc(buf, 1000, n, 1),
+                desc(buf.saturating_add(16), 64, w, 0),
+            ],
+            vec![
+                desc(buf, 2, n, 1),
+                desc(buf.saturating_add(16), 1, n | w, 0),
+            ],
+            vec![desc(buf, 2, 0, 0)],
+        ],
+    )
 }
 
 /// avail.idx set to next_avail + 60000 and a kick, with EVENT_IDX.

@@ -278,17 +278,25 @@ impl Dut {
             Err(e) => failures.push(e),
         }
         if let Some(fe) = attacker {
-            match fe.conn.get_vring_base(0, ANSWER_WITHIN) {
-                Ok(_) => {}
-                Err(e) if e.is_closed() => {}
-                Err(RawError::Timeout(t)) => failures.push(format!(
-                    "GET_VRING_BASE on the attacking connection got no reply within {t:?} \
-                     (a vring worker holds the queue?)"
-                )),
-                Err(e) => failures.push(format!(
-                    "GET_VRING_BASE on the attacking connection: {}",
-                    chain(&e)
-                )),
+            for q in 0..u32::try_from(self.target.num_queues).unwrap_or(1) {
+                match fe.conn.get_vring_base(q, ANSWER_WITHIN) {
+                    Ok(_) => {}
+                    Err(e) if e.is_closed() => break,
+                    Err(RawError::Timeout(t)) => {
+                        failures.push(format!(
+                            "GET_VRING_BASE {q} on the attacking connection got no reply \
+                             within {t:?} (a vring worker holds the queue?)"
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        failures.push(format!(
+                            "GET_VRING_BASE {q} on the attacking connection: {}",
+                            chain(&e)
+                        ));
+                        break;
+                    }
+                }
             }
             drop(fe);
         }
