@@ -1068,10 +1068,20 @@ pub fn region_offset_past_end_of_file(dut: &mut Dut) -> Outcome {
     bad_region(dut, region, 0x8000)
 }
 
-/// ADD_MEM_REG of a region past the end of its file, on an established connection; a
-/// descriptor into it if accepted.
+/// ADD_MEM_REG of a region past the end of its file, on an established connection that
+/// claimed CONFIGURE_MEM_SLOTS although the daemon does not offer it; a descriptor into the
+/// region if accepted.
 pub fn add_mem_reg_past_end_of_file(dut: &mut Dut) -> Outcome {
-    let mut fe = dut.good(dut.options())?;
+    let mut fe = dut.raw(dut.options())?;
+    fe.run_until(3).map_err(err("negotiation"))?;
+    let claimed = fe.protocol_features() | raw::PROTOCOL_MEM_SLOTS;
+    fe.conn
+        .send(code::SET_PROTOCOL_FEATURES, &claimed.to_le_bytes(), &[])
+        .map_err(err("SET_PROTOCOL_FEATURES"))?;
+    fe.skip();
+    if fate(fe.finish(), "handshake claiming CONFIGURE_MEM_SLOTS")? != Fate::Accepted {
+        return dut.check_after(Some(fe));
+    }
     let file = raw::memfd(1 << 20).map_err(|e| format!("memfd: {e}"))?;
     let gpa = 16 << 20;
     let region = Region {
