@@ -118,6 +118,7 @@ vhost_user_test_frontend::hostile_frontend_tests! {
     kick_fd_is_a_pipe,
     kick_fd_is_not_an_eventfd,
     kick_fds_swapped_after_write,
+    kick_on_a_swapped_fd_is_served,
     one_blocking_eventfd_kicks_both_queues,
     call_fd_is_a_full_pipe,
     call_eventfd_saturated,

@@ -124,6 +124,7 @@ vhost_user_test_frontend::hostile_frontend_tests! {
     kick_fd_is_a_pipe,
     kick_fd_is_not_an_eventfd,
     kick_fds_swapped_after_write,
+    kick_on_a_swapped_fd_is_served,
     call_fd_is_a_full_pipe,
     call_eventfd_saturated,
     wrong_number_of_fds,

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::dut::{Dut, chain};
 use crate::raw::{self, RawError, RawFrontend, RawOptions, Region, UADDR_BASE, code};
@@ -1193,6 +1193,23 @@ pub fn kick_fds_swapped_after_write(dut: &mut Dut) -> Outcome {
     out
 }
 
+/// A frontend that swaps the kick fd of a running ring is then served through the new one
+/// (the library registers a kick fd only when it starts a ring).
+pub fn kick_on_a_swapped_fd_is_served(dut: &mut Dut) -> Outcome {
+    let mut fe = dut.good(dut.options())?;
+    let b = EventFd::new(EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
+    fate(
+        fe.send_acked(code::SET_VRING_KICK, &kick_payload(0), &[b.as_raw_fd()]),
+        "SET_VRING_KICK swapping kick fds",
+    )?;
+    let old = fe.queue(0).map_err(err("queue 0"))?.replace_kick(b);
+    // Only the new fd is written from here on: the probe's answer proves it is served.
+    (dut.target.probe)(&mut fe).map_err(|e| format!("a kick on the new kick fd: {e}"))?;
+    let out = dut.check_after(Some(fe));
+    drop(old);
+    out
+}
+
 /// One blocking eventfd as the kick of queues 0 and 1, written once.
 pub fn one_blocking_eventfd_kicks_both_queues(dut: &mut Dut) -> Outcome {
     let e = blocking_eventfd()?;
@@ -1390,8 +1407,13 @@ pub fn more_than_32_fds(dut: &mut Dut) -> Outcome {
         Err(e) if e.is_closed() => {}
         Err(e) => return Err(format!("send: {}", chain(&e))),
     }
-    answered_or_closed(&fe, "SET_VRING_CALL with 40 fds");
-    dut.check_after(Some(fe))
+    // vhost (0.18) maps the truncated control message (MSG_CTRUNC) to a retry after the
+    // header was consumed, so this connection is out of step and may neither answer nor
+    // close until the attacker sends more: it only hurts the attacker's own connection
+    // (docs/ARCHITECTURE.md). What must hold is the daemon: alive, idle, and serving the
+    // next frontend once the attacker is gone.
+    drop(fe);
+    dut.check_after(None)
 }
 
 // ---------------------------------------------------------------- connections

@@ -124,6 +124,12 @@ impl TestQueue {
     }
 
     /// The kick eventfd's descriptor (to hand to a backend).
+    /// Replaces the kick eventfd this queue writes (after the frontend sent the new one with
+    /// SET_VRING_KICK); returns the old one.
+    pub(crate) fn replace_kick(&mut self, kick: EventFd) -> EventFd {
+        std::mem::replace(&mut self.kick, kick)
+    }
+
     pub(crate) fn kick_fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.kick)
     }
