@@ -144,6 +144,7 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         socket,
         2,
         64,
+        4 << 20,
         F_IRQ | F_VERSION_1,
         "VIRTIO_GPIO_F_IRQ or VERSION_1",
     ) else {

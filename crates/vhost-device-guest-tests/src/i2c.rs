@@ -1,6 +1,8 @@
-//! Suite B, I2C: vhost-device-i2c serving an i2c-stub chip (SMBus-only adapter:
-//! QUICK, BYTE, BYTE_DATA, WORD_DATA, I2C_BLOCK). i2c-stub keeps 256 registers and a
-//! register pointer per chip, so what is written can be read back.
+//! host-devices, I2C: vhost-device-i2c serving an i2c-stub chip (SMBus-only adapter:
+//! QUICK, BYTE, BYTE_DATA, WORD_DATA, I2C_BLOCK), and the guest's i2c-virtio adapter (a
+//! full I2C adapter: the daemon's I2C_RDWR path) with a 24c02 EEPROM simulated on the host.
+//! i2c-stub keeps 256 registers and a register pointer per chip, so what is written can be
+//! read back.
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,10 +35,11 @@ struct Reply {
     used_len: u32,
 }
 
-/// Sends one transfer the way Linux does: one chain per message, FAIL_NEXT on all
-/// but the last, all queued, one kick, then the completions in order.
-fn transfer(fe: &mut TestFrontend, msgs: &[Msg]) -> Result<Vec<Reply>, String> {
+/// Posts one transfer the way Linux does: one chain per message, FAIL_NEXT on all but the
+/// last, the whole group made visible at once, one kick. Returns the heads and read lengths.
+fn post_group(fe: &mut TestFrontend, msgs: &[Msg]) -> Result<Vec<(u16, u32)>, String> {
     let q = fe.queue(0);
+    q.hold(true).map_err(|e| format!("hold: {e}"))?;
     let mut heads = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.iter().enumerate() {
         let (addr, read_len) = match m {
@@ -64,11 +67,22 @@ fn transfer(fe: &mut TestFrontend, msgs: &[Msg]) -> Result<Vec<Reply>, String> {
         let head = q.post(&descs, true).map_err(|e| format!("post: {e}"))?;
         heads.push((head, read_len.unwrap_or(0)));
     }
+    q.hold(false).map_err(|e| format!("flush: {e}"))?;
     q.kick().map_err(|e| format!("kick: {e}"))?;
+    Ok(heads)
+}
+
+/// Waits (deadline `timeout` each) for the completions of a posted group, in order.
+fn wait_group(
+    fe: &mut TestFrontend,
+    heads: Vec<(u16, u32)>,
+    timeout: Duration,
+) -> Result<Vec<Reply>, String> {
+    let q = fe.queue(0);
     let mut replies = Vec::with_capacity(heads.len());
     for (head, read_len) in heads {
         let c = q
-            .wait_head(head, TIMEOUT)
+            .wait_head(head, timeout)
             .map_err(|e| format!("waiting for a reply: {e}"))?;
         let status = c
             .written
@@ -87,6 +101,12 @@ fn transfer(fe: &mut TestFrontend, msgs: &[Msg]) -> Result<Vec<Reply>, String> {
         });
     }
     Ok(replies)
+}
+
+/// Sends one transfer and waits for all its replies.
+fn transfer(fe: &mut TestFrontend, msgs: &[Msg]) -> Result<Vec<Reply>, String> {
+    let heads = post_group(fe, msgs)?;
+    wait_group(fe, heads, TIMEOUT)
 }
 
 /// All replies OK, and each read returned `expected` (for the last message).
@@ -151,6 +171,7 @@ pub fn run(rep: &mut Report, socket: &Path, a: u8, absent: u8, preset: &[(u8, u8
         socket,
         1,
         4,
+        4 << 20,
         F_ZERO_LENGTH_REQUEST | F_VERSION_1,
         "ZERO_LENGTH_REQUEST or VERSION_1",
     ) else {
@@ -216,9 +237,12 @@ pub fn run(rep: &mut Report, socket: &Path, a: u8, absent: u8, preset: &[(u8, u8
         .and_then(|r| expect_ok(&r, Some(&[2])));
     rep.check("byte-write-read", r);
 
-    // Absent address: ERR, nothing reaches the bus.
+    // An address outside -l: ERR, nothing reaches the bus (the test script gives it a chip
+    // that answers, and checks its registers are unchanged afterwards).
     let r = transfer(&mut fe, &[Msg::W(absent, vec![0x00, 0x00])]).and_then(|r| expect_all_err(&r));
     rep.check("absent-write", r);
+    let r = transfer(&mut fe, &[Msg::W(absent, vec![0x10, 0x99])]).and_then(|r| expect_all_err(&r));
+    rep.check("absent-write-reg", r);
     let r = transfer(&mut fe, &[Msg::R(absent, 1)]).and_then(|r| expect_all_err(&r));
     rep.check("absent-read", r);
     let r = transfer(&mut fe, &[Msg::W(absent, vec![])]).and_then(|r| expect_all_err(&r));
@@ -251,4 +275,224 @@ pub fn run(rep: &mut Report, socket: &Path, a: u8, absent: u8, preset: &[(u8, u8
     });
     rep.check("after-errors", r);
     fe.disconnect();
+}
+
+/// Bytes of the simulated 24c02 (host side) and its page size.
+const EEPROM_SIZE: usize = 256;
+const EEPROM_PAGE: usize = 8;
+/// Largest message and group the daemon takes (i2c-dev's limits: 8192 bytes, 42 messages).
+const MAX_MESSAGE: usize = 8192;
+const MAX_GROUP: usize = 42;
+/// Where the page-write check writes (clear of the pages the large group writes).
+pub const RDWR_PAGE: u8 = 0xb0;
+/// What the page-write check writes there.
+pub const RDWR_TEXT: &[u8; 8] = b"vhost-rw";
+
+/// The page pattern the large group writes to page `k`.
+fn page_pattern(k: usize) -> [u8; EEPROM_PAGE] {
+    let mut p = [0u8; EEPROM_PAGE];
+    for (j, b) in p.iter_mut().enumerate() {
+        *b = ((k * EEPROM_PAGE + j) as u8) ^ 0x5a;
+    }
+    p
+}
+
+/// A group of 42 messages of 8192 bytes on an I2C-capable adapter with a 24c02 at `e`:
+/// 21 pairs of (write the word address of page k + 8191 bytes repeating that page's
+/// pattern, read 8192 bytes). The EEPROM wraps page writes within the page and reads at
+/// 256, so `model` (the EEPROM contents before) predicts every byte read.
+fn big_group(e: u8, model: &mut [u8; EEPROM_SIZE]) -> (Vec<Msg>, Vec<Vec<u8>>) {
+    let mut msgs = Vec::with_capacity(MAX_GROUP);
+    let mut reads = Vec::with_capacity(MAX_GROUP / 2);
+    for k in 0..MAX_GROUP / 2 {
+        let page = k * EEPROM_PAGE;
+        let pat = page_pattern(k);
+        let mut w = Vec::with_capacity(MAX_MESSAGE);
+        w.push(page as u8);
+        w.extend((0..MAX_MESSAGE - 1).map(|i| pat[i % EEPROM_PAGE]));
+        msgs.push(Msg::W(e, w));
+        model[page..page + EEPROM_PAGE].copy_from_slice(&pat);
+        // The pointer ends on the page byte after the last one written: 8191 % 8 = 7.
+        let start = page + (MAX_MESSAGE - 1) % EEPROM_PAGE;
+        reads.push(
+            (0..MAX_MESSAGE)
+                .map(|i| model[(start + i) % EEPROM_SIZE])
+                .collect(),
+        );
+        msgs.push(Msg::R(e, MAX_MESSAGE as u32));
+    }
+    (msgs, reads)
+}
+
+/// Checks the replies of [`big_group`].
+fn check_big_group(replies: &[Reply], reads: &[Vec<u8>]) -> Result<(), String> {
+    ensure(replies.len() == MAX_GROUP, || {
+        format!("{} replies for {MAX_GROUP} messages", replies.len())
+    })?;
+    for (i, r) in replies.iter().enumerate() {
+        ensure(r.status == STATUS_OK, || {
+            format!("message {i}: status {} (expected OK)", r.status)
+        })?;
+        if i % 2 == 1 {
+            let want = &reads[i / 2];
+            ensure(r.used_len == 1 + MAX_MESSAGE as u32, || {
+                format!("message {i}: used length {}", r.used_len)
+            })?;
+            if let Some(at) = r.data.iter().zip(want).position(|(a, b)| a != b) {
+                return Err(format!(
+                    "message {i}: byte {at} read {:#04x}, expected {:#04x}",
+                    r.data[at], want[at]
+                ));
+            }
+            ensure(r.data.len() == want.len(), || {
+                format!("message {i}: {} bytes read", r.data.len())
+            })?;
+        } else {
+            ensure(r.used_len == 1, || {
+                format!("message {i}: used length {} for a write", r.used_len)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole EEPROM at `e` in one write+read group.
+fn read_eeprom(fe: &mut TestFrontend, e: u8) -> Result<[u8; EEPROM_SIZE], String> {
+    let r = transfer(fe, &[Msg::W(e, vec![0]), Msg::R(e, EEPROM_SIZE as u32)])?;
+    expect_ok(&r[..1], None)?;
+    let data = &r.last().ok_or("no reply")?.data;
+    data.as_slice()
+        .try_into()
+        .map_err(|_| format!("read {} bytes of the EEPROM", data.len()))
+}
+
+/// Checks on an I2C-capable host adapter (the guest's i2c-virtio adapter, served from the
+/// host by vhost-device-i2c with a simulated 24c02 at `e`): the daemon's I2C_RDWR path.
+pub fn run_rdwr(rep: &mut Report, socket: &Path, e: u8, preset: &[(u8, u8)]) {
+    let Some(mut fe) = connect(
+        rep,
+        socket,
+        1,
+        64,
+        8 << 20,
+        F_ZERO_LENGTH_REQUEST | F_VERSION_1,
+        "ZERO_LENGTH_REQUEST or VERSION_1",
+    ) else {
+        return;
+    };
+    for &(reg, val) in preset {
+        let r = read_reg(&mut fe, e, reg, 1).and_then(|d| {
+            ensure(d == [val], || {
+                format!("EEPROM byte {reg:#04x} = {d:02x?}, i2ctransfer wrote {val:#04x}")
+            })
+        });
+        rep.check(&format!("preset-{reg:02x}"), r);
+    }
+    let mut w = vec![RDWR_PAGE];
+    w.extend_from_slice(RDWR_TEXT);
+    let r = transfer(&mut fe, &[Msg::W(e, w)]).and_then(|r| expect_ok(&r, None));
+    rep.check("page-write", r);
+    let r = transfer(&mut fe, &[Msg::W(e, vec![RDWR_PAGE]), Msg::R(e, 8)])
+        .and_then(|r| expect_ok(&r[..1], None).and_then(|()| expect_ok(&r[1..], Some(RDWR_TEXT))));
+    rep.check("read-back", r);
+    // A read that runs past the end wraps to byte 0, as the EEPROM does.
+    let r = read_eeprom(&mut fe, e).and_then(|m| {
+        let want: Vec<u8> = (0..16).map(|i| m[(0xf8 + i) % EEPROM_SIZE]).collect();
+        transfer(&mut fe, &[Msg::W(e, vec![0xf8]), Msg::R(e, 16)])
+            .and_then(|r| expect_ok(&r[1..], Some(&want)))
+    });
+    rep.check("read-wraps", r);
+    let r = read_eeprom(&mut fe, e).and_then(|mut model| {
+        let (msgs, reads) = big_group(e, &mut model);
+        let replies = transfer(&mut fe, &msgs)?;
+        check_big_group(&replies, &reads)?;
+        let after = read_eeprom(&mut fe, e)?;
+        ensure(after == model, || {
+            "EEPROM contents after the group differ from the model".to_owned()
+        })
+    });
+    rep.check("group-42x8192", r);
+    fe.disconnect();
+}
+
+/// Checks with one daemon serving two adapters (`-l STUB:s,VIRTIO:e -c 2`): a group that
+/// spans both is refused, and a transfer on one adapter is served while a long group on
+/// the other is in progress.
+pub fn run_two_adapters(rep: &mut Report, socket0: &Path, socket1: &Path, s: u8, e: u8) {
+    rep.prefix_push("a");
+    let fe_a = connect(
+        rep,
+        socket0,
+        1,
+        64,
+        8 << 20,
+        F_ZERO_LENGTH_REQUEST | F_VERSION_1,
+        "ZERO_LENGTH_REQUEST or VERSION_1",
+    );
+    rep.prefix_pop();
+    rep.prefix_push("b");
+    let fe_b = connect(
+        rep,
+        socket1,
+        1,
+        4,
+        4 << 20,
+        F_ZERO_LENGTH_REQUEST | F_VERSION_1,
+        "ZERO_LENGTH_REQUEST or VERSION_1",
+    );
+    rep.prefix_pop();
+    let (Some(mut a), Some(mut b)) = (fe_a, fe_b) else {
+        return;
+    };
+
+    // Both adapters answer on their own first (the positive twin of the next check).
+    let r = read_reg(&mut a, s, 0x10, 1).and_then(|reg| {
+        read_reg(&mut a, e, RDWR_PAGE, 1).map(|page| (reg, page))
+    });
+    let before = r.clone();
+    rep.check("each-adapter", r.map(|_| ()));
+    // One group addressing both adapters: ERR for every message, neither device written.
+    let r = before.and_then(|(reg, page)| {
+        transfer(
+            &mut a,
+            &[Msg::W(s, vec![0x10, !reg[0]]), Msg::W(e, vec![RDWR_PAGE, !page[0]])],
+        )
+        .and_then(|r| expect_all_err(&r))?;
+        let reg2 = read_reg(&mut a, s, 0x10, 1)?;
+        let page2 = read_reg(&mut a, e, RDWR_PAGE, 1)?;
+        ensure(reg2 == reg && page2 == page, || {
+            format!(
+                "after the refused group: register 0x10 {reg:02x?} -> {reg2:02x?}, EEPROM byte {RDWR_PAGE:#04x} {page:02x?} -> {page2:02x?}"
+            )
+        })
+    });
+    rep.check("span-refused", r);
+
+    // Parallel: the 42 x 8192 group on the I2C adapter (socket 0), and while it is in
+    // progress three transfers on the SMBus adapter (socket 1) complete. A daemon that
+    // serialized all adapters would finish the group first.
+    let r = read_eeprom(&mut a, e).and_then(|mut model| {
+        let (msgs, reads) = big_group(e, &mut model);
+        let heads = post_group(&mut a, &msgs)?;
+        let last = heads.last().map(|h| h.0).ok_or("empty group")?;
+        for v in [0x11u8, 0x22, 0x33] {
+            transfer(&mut b, &[Msg::W(s, vec![0x30, v])]).and_then(|r| expect_ok(&r, None))?;
+            let d = read_reg(&mut b, s, 0x30, 1)?;
+            ensure(d == [v], || format!("register 0x30 = {d:02x?}, wrote {v:#04x}"))?;
+        }
+        let group_done = a.queue(0).outstanding() == 0
+            || a.queue(0).wait_head(last, Duration::ZERO).is_ok();
+        if group_done {
+            return Err(
+                "the group on the other adapter was complete before six SMBus transfers were: \
+                 no overlap shown (group too short on this machine, or adapters serialized)"
+                    .to_owned(),
+            );
+        }
+        let replies = wait_group(&mut a, heads, Duration::from_secs(30))?;
+        check_big_group(&replies, &reads)
+    });
+    rep.check("parallel", r);
+    a.disconnect();
+    b.disconnect();
 }
