@@ -3,10 +3,11 @@
 //!
 //! No vhost types here but the drain loop's [`ChainSink`]/[`UsedRing`].
 
-use log::debug;
+use log::{debug, error};
 use vhost_device_common::chain::{ChainLayout, Segments, layout};
 use vhost_device_common::queue::{ChainSink, UsedRing};
-use virtio_i2c_core::group::{Entry, Pushed};
+use vhost_device_common::report::Chain;
+use virtio_i2c_core::group::{Entry, GroupFailure, Pushed};
 use virtio_i2c_core::request::{OUT_HDR_LEN, fail_next_of, parse_header};
 use virtio_i2c_core::{Group, VIRTIO_I2C_MSG_ERR, VIRTIO_I2C_MSG_OK};
 use vm_memory::GuestMemoryMmap;
@@ -90,9 +91,12 @@ impl RequestSink<'_> {
             |msgs| router.run(msgs),
             |p, ok, data| complete(mem, used, p, ok, data),
         );
-        if let Some(e) = err {
+        match err {
+            None => {}
             // Guests probe absent addresses routinely: not worth more than a debug line.
-            debug!("transfer failed: {e}");
+            Some(GroupFailure::Exec(e)) => debug!("transfer failed: {}", Chain(&e)),
+            // A bug in the group's bookkeeping: loud, and the group was failed, not truncated.
+            Some(e @ GroupFailure::Internal(_)) => error!("{e}"),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod hostile;
 pub mod inproc;
 mod layout;
+mod poll;
 mod queue;
 
 use std::fs::File;

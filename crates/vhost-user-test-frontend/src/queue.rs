@@ -2,7 +2,6 @@
 //! publishes them, kicks, and collects used elements.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -512,23 +511,7 @@ impl TestQueue {
 
     /// Polls the call eventfd; `true` if it is readable.
     fn poll_call(&self, timeout: Duration) -> Result<bool, Error> {
-        let mut pfd = libc::pollfd {
-            fd: self.call.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Round up so a sub-millisecond remainder still sleeps.
-        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call and the count is 1.
-        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ret < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(Error::Poll(err));
-        }
-        Ok(ret > 0 && pfd.revents & libc::POLLIN != 0)
+        crate::poll::readable(&self.call, Some(timeout)).map_err(Error::Poll)
     }
 
     /// Posts a chain, kicks, and waits for the completion of that chain.
