@@ -3,21 +3,17 @@
 # script (vtest=NAME), and report its checks.
 #
 # usage: run-qemu.sh --initrd FILE --test NAME [--kernel-dir DIR] [--timeout SECONDS]
-#                    [--i2c-sock PATH [--i2c-vq-size N]] [--gpio-sock PATH] [--append ARGS]
-#                    [--log-dir DIR]
+#                    [--i2c-sock PATH] [--gpio-sock PATH] [--append ARGS] [--log-dir DIR]
 #
 # --i2c-sock / --gpio-sock attach vhost-user-i2c-pci / vhost-user-gpio-pci to a daemon
 # already listening on PATH (QEMU is the client). Guest RAM is a shared memfd.
-# --i2c-vq-size N attaches the I2C daemon as the generic vhost-user-device-pci
-# (virtio-id 34) with an N-entry queue instead: vhost-user-i2c-pci's queue has 4 entries,
-# so the guest's i2c-virtio driver can put at most 4 messages in one transfer.
 # Output: the guest's "PASS: name" / "FAIL: name: reason" lines, one per check, plus
 # FAIL lines for infrastructure failures, then "NAME: N passed, M failed".
 # Exit status: 0 only when the guest finished its script and no check failed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-INITRD="" TEST="" KDIR="" TIMEOUT=120 I2C_SOCK="" I2C_VQ_SIZE="" GPIO_SOCK="" APPEND="" LOG_DIR=""
+INITRD="" TEST="" KDIR="" TIMEOUT=120 I2C_SOCK="" GPIO_SOCK="" APPEND="" LOG_DIR=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --initrd) INITRD="$2"; shift 2 ;;
@@ -25,7 +21,6 @@ while [[ $# -gt 0 ]]; do
         --kernel-dir) KDIR="$2"; shift 2 ;;
         --timeout) TIMEOUT="$2"; shift 2 ;;
         --i2c-sock) I2C_SOCK="$2"; shift 2 ;;
-        --i2c-vq-size) I2C_VQ_SIZE="$2"; shift 2 ;;
         --gpio-sock) GPIO_SOCK="$2"; shift 2 ;;
         --append) APPEND="$2"; shift 2 ;;
         --log-dir) LOG_DIR="$2"; shift 2 ;;
@@ -63,12 +58,7 @@ args=(
     -serial "file:$CONSOLE" -serial "file:$RESULTS"
 )
 if [[ -n "$I2C_SOCK" ]]; then
-    args+=(-chardev "socket,id=i2c0,path=$I2C_SOCK")
-    if [[ -n "$I2C_VQ_SIZE" ]]; then
-        args+=(-device "vhost-user-device-pci,chardev=i2c0,virtio-id=34,num_vqs=1,vq_size=$I2C_VQ_SIZE")
-    else
-        args+=(-device vhost-user-i2c-pci,chardev=i2c0)
-    fi
+    args+=(-chardev "socket,id=i2c0,path=$I2C_SOCK" -device vhost-user-i2c-pci,chardev=i2c0)
 fi
 if [[ -n "$GPIO_SOCK" ]]; then
     args+=(-chardev "socket,id=gpio0,path=$GPIO_SOCK" -device vhost-user-gpio-pci,chardev=gpio0)

@@ -279,36 +279,46 @@ pub fn run(rep: &mut Report, socket: &Path, a: u8, absent: u8, preset: &[(u8, u8
 
 /// Bytes of the simulated 24c02 (host side) and its page size.
 const EEPROM_SIZE: usize = 256;
+const EEPROM_SIZE_U32: u32 = 256;
 const EEPROM_PAGE: usize = 8;
-/// Largest message and group the daemon takes (i2c-dev's limits: 8192 bytes, 42 messages).
-const MAX_MESSAGE: usize = 8192;
-const MAX_GROUP: usize = 42;
+/// Largest message the daemon takes (i2c-dev's limit).
+const MAX_MESSAGE_U32: u32 = 8192;
+const MAX_MESSAGE: usize = MAX_MESSAGE_U32 as usize;
+/// Messages in the large group: the daemon takes 42 (i2c-dev's limit), but the guest's
+/// i2c-virtio adapter carries at most 4 per transfer (QEMU's vhost-user-i2c-pci has a fixed
+/// 4-entry queue), so more would reach the host only in part.
+const BIG_GROUP: usize = 4;
 /// Where the page-write check writes (clear of the pages the large group writes).
 pub const RDWR_PAGE: u8 = 0xb0;
 /// What the page-write check writes there.
 pub const RDWR_TEXT: &[u8; 8] = b"vhost-rw";
 
+/// The low byte of an EEPROM offset.
+fn byte(offset: usize) -> u8 {
+    u8::try_from(offset % EEPROM_SIZE).unwrap_or(0)
+}
+
 /// The page pattern the large group writes to page `k`.
 fn page_pattern(k: usize) -> [u8; EEPROM_PAGE] {
     let mut p = [0u8; EEPROM_PAGE];
     for (j, b) in p.iter_mut().enumerate() {
-        *b = ((k * EEPROM_PAGE + j) as u8) ^ 0x5a;
+        *b = byte(k * EEPROM_PAGE + j) ^ 0x5a;
     }
     p
 }
 
-/// A group of 42 messages of 8192 bytes on an I2C-capable adapter with a 24c02 at `e`:
-/// 21 pairs of (write the word address of page k + 8191 bytes repeating that page's
+/// A group of [`BIG_GROUP`] messages of 8192 bytes on an I2C-capable adapter with a 24c02
+/// at `e`: pairs of (write the word address of page k + 8191 bytes repeating that page's
 /// pattern, read 8192 bytes). The EEPROM wraps page writes within the page and reads at
 /// 256, so `model` (the EEPROM contents before) predicts every byte read.
 fn big_group(e: u8, model: &mut [u8; EEPROM_SIZE]) -> (Vec<Msg>, Vec<Vec<u8>>) {
-    let mut msgs = Vec::with_capacity(MAX_GROUP);
-    let mut reads = Vec::with_capacity(MAX_GROUP / 2);
-    for k in 0..MAX_GROUP / 2 {
+    let mut msgs = Vec::with_capacity(BIG_GROUP);
+    let mut reads = Vec::with_capacity(BIG_GROUP / 2);
+    for k in 0..BIG_GROUP / 2 {
         let page = k * EEPROM_PAGE;
         let pat = page_pattern(k);
         let mut w = Vec::with_capacity(MAX_MESSAGE);
-        w.push(page as u8);
+        w.push(byte(page));
         w.extend((0..MAX_MESSAGE - 1).map(|i| pat[i % EEPROM_PAGE]));
         msgs.push(Msg::W(e, w));
         model[page..page + EEPROM_PAGE].copy_from_slice(&pat);
@@ -319,15 +329,15 @@ fn big_group(e: u8, model: &mut [u8; EEPROM_SIZE]) -> (Vec<Msg>, Vec<Vec<u8>>) {
                 .map(|i| model[(start + i) % EEPROM_SIZE])
                 .collect(),
         );
-        msgs.push(Msg::R(e, MAX_MESSAGE as u32));
+        msgs.push(Msg::R(e, MAX_MESSAGE_U32));
     }
     (msgs, reads)
 }
 
 /// Checks the replies of [`big_group`].
 fn check_big_group(replies: &[Reply], reads: &[Vec<u8>]) -> Result<(), String> {
-    ensure(replies.len() == MAX_GROUP, || {
-        format!("{} replies for {MAX_GROUP} messages", replies.len())
+    ensure(replies.len() == BIG_GROUP, || {
+        format!("{} replies for {BIG_GROUP} messages", replies.len())
     })?;
     for (i, r) in replies.iter().enumerate() {
         ensure(r.status == STATUS_OK, || {
@@ -335,7 +345,7 @@ fn check_big_group(replies: &[Reply], reads: &[Vec<u8>]) -> Result<(), String> {
         })?;
         if i % 2 == 1 {
             let want = &reads[i / 2];
-            ensure(r.used_len == 1 + MAX_MESSAGE as u32, || {
+            ensure(r.used_len == 1 + MAX_MESSAGE_U32, || {
                 format!("message {i}: used length {}", r.used_len)
             })?;
             if let Some(at) = r.data.iter().zip(want).position(|(a, b)| a != b) {
@@ -358,7 +368,7 @@ fn check_big_group(replies: &[Reply], reads: &[Vec<u8>]) -> Result<(), String> {
 
 /// Reads the whole EEPROM at `e` in one write+read group.
 fn read_eeprom(fe: &mut TestFrontend, e: u8) -> Result<[u8; EEPROM_SIZE], String> {
-    let r = transfer(fe, &[Msg::W(e, vec![0]), Msg::R(e, EEPROM_SIZE as u32)])?;
+    let r = transfer(fe, &[Msg::W(e, vec![0]), Msg::R(e, EEPROM_SIZE_U32)])?;
     expect_ok(&r[..1], None)?;
     let data = &r.last().ok_or("no reply")?.data;
     data.as_slice()
@@ -411,7 +421,7 @@ pub fn run_rdwr(rep: &mut Report, socket: &Path, e: u8, preset: &[(u8, u8)]) {
             "EEPROM contents after the group differ from the model".to_owned()
         })
     });
-    rep.check("group-42x8192", r);
+    rep.check("group-4x8192", r);
     fe.disconnect();
 }
 
@@ -446,9 +456,8 @@ pub fn run_two_adapters(rep: &mut Report, socket0: &Path, socket1: &Path, s: u8,
     };
 
     // Both adapters answer on their own first (the positive twin of the next check).
-    let r = read_reg(&mut a, s, 0x10, 1).and_then(|reg| {
-        read_reg(&mut a, e, RDWR_PAGE, 1).map(|page| (reg, page))
-    });
+    let r = read_reg(&mut a, s, 0x10, 1)
+        .and_then(|reg| read_reg(&mut a, e, RDWR_PAGE, 1).map(|page| (reg, page)));
     let before = r.clone();
     rep.check("each-adapter", r.map(|_| ()));
     // One group addressing both adapters: ERR for every message, neither device written.
@@ -468,7 +477,7 @@ pub fn run_two_adapters(rep: &mut Report, socket0: &Path, socket1: &Path, s: u8,
     });
     rep.check("span-refused", r);
 
-    // Parallel: the 42 x 8192 group on the I2C adapter (socket 0), and while it is in
+    // Parallel: the 4 x 8192 group on the I2C adapter (socket 0), and while it is in
     // progress three transfers on the SMBus adapter (socket 1) complete. A daemon that
     // serialized all adapters would finish the group first.
     let r = read_eeprom(&mut a, e).and_then(|mut model| {
@@ -478,10 +487,12 @@ pub fn run_two_adapters(rep: &mut Report, socket0: &Path, socket1: &Path, s: u8,
         for v in [0x11u8, 0x22, 0x33] {
             transfer(&mut b, &[Msg::W(s, vec![0x30, v])]).and_then(|r| expect_ok(&r, None))?;
             let d = read_reg(&mut b, s, 0x30, 1)?;
-            ensure(d == [v], || format!("register 0x30 = {d:02x?}, wrote {v:#04x}"))?;
+            ensure(d == [v], || {
+                format!("register 0x30 = {d:02x?}, wrote {v:#04x}")
+            })?;
         }
-        let group_done = a.queue(0).outstanding() == 0
-            || a.queue(0).wait_head(last, Duration::ZERO).is_ok();
+        let group_done =
+            a.queue(0).outstanding() == 0 || a.queue(0).wait_head(last, Duration::ZERO).is_ok();
         if group_done {
             return Err(
                 "the group on the other adapter was complete before six SMBus transfers were: \

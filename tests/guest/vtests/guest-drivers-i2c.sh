@@ -33,7 +33,7 @@ expect_eq guest-drivers.i2c.get-byte-data-2 "0xa5" "$(i2cget -y "$bus" 0x50 0x21
 # Absent address 0x51: each access is checked beside the same access to 0x50, and must
 # fail in the one way i2c-virtio reports a message the device answered with ERR:
 # - SMBus (i2cget): the driver transfers 0 of its messages, i2c-core's SMBus emulation
-#   turns that into EIO, busybox i2cget exits 1 with "read failed: I/O error";
+#   turns that into EIO, busybox i2cget exits 1 with "read failed: Input/output error";
 # - I2C_RDWR (i2ctransfer): the ioctl returns 0 messages done, busybox prints
 #   "warning: only 0/N messages sent" and exits 0.
 # A missing tool (127) or any other error is a FAIL.
@@ -54,7 +54,7 @@ expect_xfer() {
     if [ "$rc" = 0 ] && [ "$o" = "$want" ]; then pass "$n"; else fail "$n" "i2ctransfer $*: exit $rc, output '$o', expected '$want'"; fi
 }
 expect_eq guest-drivers.i2c.present-get "0x5a" "$(i2cget -y "$bus" 0x50 0x20 2>&1)"
-expect_err guest-drivers.i2c.absent-get 1 "read failed: I/O error" i2cget -y "$bus" 0x51 0x20
+expect_err guest-drivers.i2c.absent-get 1 "read failed: Input/output error" i2cget -y "$bus" 0x51 0x20
 i2ctransfer -y "$bus" w1@0x50 0x21 >/dev/null 2>&1
 expect_xfer guest-drivers.i2c.present-read "0xa5" r1@0x50
 expect_err guest-drivers.i2c.absent-read 0 "warning: only 0/1 messages sent" i2ctransfer -y "$bus" r1@0x51
