@@ -4,8 +4,10 @@
 //! i2c-stub keeps 256 registers and a register pointer per chip, so what is written can be
 //! read back.
 
+use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use vhost_user_test_frontend::{Desc, TestFrontend};
 
@@ -428,7 +430,14 @@ pub fn run_rdwr(rep: &mut Report, socket: &Path, e: u8, preset: &[(u8, u8)]) {
 /// Checks with one daemon serving two adapters (`-l STUB:s,VIRTIO:e -c 2`): a group that
 /// spans both is refused, and a transfer on one adapter is served while a long group on
 /// the other is in progress.
-pub fn run_two_adapters(rep: &mut Report, socket0: &Path, socket1: &Path, s: u8, e: u8) {
+pub fn run_two_adapters(
+    rep: &mut Report,
+    (socket0, socket1): (&Path, &Path),
+    s: u8,
+    e: u8,
+    daemon_pid: u32,
+    probe_bus: u32,
+) {
     rep.prefix_push("a");
     let fe_a = connect(
         rep,
@@ -477,33 +486,143 @@ pub fn run_two_adapters(rep: &mut Report, socket0: &Path, socket1: &Path, s: u8,
     });
     rep.check("span-refused", r);
 
-    // Parallel: the 4 x 8192 group on the I2C adapter (socket 0), and while it is in
-    // progress three transfers on the SMBus adapter (socket 1) complete. A daemon that
-    // serialized all adapters would finish the group first.
+    // Parallel: the host's I2C daemon is stopped (SIGSTOP, asked for on the results
+    // serial line), so a transfer on the i2c-virtio adapter cannot complete. The 4 x 8192
+    // group on it (socket 0) is seen inside its I2C_RDWR ioctl before and after three
+    // write+read pairs on the SMBus adapter (socket 1) complete: the daemon serves one
+    // adapter while a transfer on the other is in progress. The host is then resumed.
     let r = read_eeprom(&mut a, e).and_then(|mut model| {
         let (msgs, reads) = big_group(e, &mut model);
-        let heads = post_group(&mut a, &msgs)?;
-        let last = heads.last().map(|h| h.0).ok_or("empty group")?;
-        for v in [0x11u8, 0x22, 0x33] {
-            transfer(&mut b, &[Msg::W(s, vec![0x30, v])]).and_then(|r| expect_ok(&r, None))?;
-            let d = read_reg(&mut b, s, 0x30, 1)?;
-            ensure(d == [v], || {
-                format!("register 0x30 = {d:02x?}, wrote {v:#04x}")
-            })?;
-        }
-        let group_done =
-            a.queue(0).outstanding() == 0 || a.queue(0).wait_head(last, Duration::ZERO).is_ok();
-        if group_done {
-            return Err(
-                "the group on the other adapter was complete before six SMBus transfers were: \
-                 no overlap shown (group too short on this machine, or adapters serialized)"
-                    .to_owned(),
-            );
-        }
+        host_request("stop-i2c")?;
+        let result = parallel(&mut a, &mut b, s, &msgs, daemon_pid, probe_bus, e);
+        let resumed = host_request("cont-i2c");
+        let heads = result?;
+        resumed?;
         let replies = wait_group(&mut a, heads, Duration::from_secs(30))?;
         check_big_group(&replies, &reads)
     });
     rep.check("parallel", r);
     a.disconnect();
     b.disconnect();
+}
+
+/// Asks the host runner (run-host-devices.sh) for something on the results serial line.
+fn host_request(what: &str) -> Result<(), String> {
+    let path = std::env::var("VTEST_RESULTS").map_err(|e| format!("VTEST_RESULTS: {e}"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    writeln!(f, "HOST-REQUEST: {what}").map_err(|e| format!("{path}: {e}"))
+}
+
+/// Whether a thread of `pid` is inside the ioctl `request` (from /proc/PID/task/*/syscall:
+/// the syscall number, then its arguments in hex).
+fn in_ioctl(pid: u32, request: u32) -> Result<bool, String> {
+    const SYS_IOCTL: &str = "16";
+    let dir = format!("/proc/{pid}/task");
+    let want = format!("{request:#x}");
+    let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("syscall")) else {
+            continue;
+        };
+        let mut w = text.split_whitespace();
+        if w.next() == Some(SYS_IOCTL) && w.nth(1) == Some(want.as_str()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Polls `cond` every 10 ms until it holds (deadline `timeout`).
+fn poll_until(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> Result<bool, String>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{what}: not within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const I2C_RDWR: u32 = 0x0707;
+const I2C_SMBUS: u32 = 0x0720;
+
+/// The body of the parallel check (the host's daemon stopped): returns the group's heads.
+fn parallel(
+    a: &mut TestFrontend,
+    b: &mut TestFrontend,
+    s: u8,
+    msgs: &[Msg],
+    daemon_pid: u32,
+    probe_bus: u32,
+    e: u8,
+) -> Result<Vec<(u16, u32)>, String> {
+    // Wait for the stop to take effect: an i2cget on the i2c-virtio bus stays inside its
+    // ioctl (respawned if it completes because the host was not stopped yet). This only
+    // decides when to start; the verdict is the observation below.
+    let mut probe = None;
+    poll_until(
+        "the host's I2C daemon stopped",
+        Duration::from_secs(10),
+        || {
+            let running = match probe.as_mut().map(std::process::Child::try_wait) {
+                Some(Ok(None)) => true,
+                Some(Ok(Some(_))) | None => false,
+                Some(Err(err)) => return Err(format!("i2cget probe: {err}")),
+            };
+            if !running {
+                probe = Some(
+                    Command::new("i2cget")
+                        .args(["-y", &probe_bus.to_string(), &format!("{e:#x}"), "0xb0"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .map_err(|err| format!("i2cget: {err}"))?,
+                );
+                return Ok(false);
+            }
+            let pid = probe.as_ref().map_or(0, std::process::Child::id);
+            if !in_ioctl(pid, I2C_SMBUS)? {
+                return Ok(false);
+            }
+            // Blocked for a second in the ioctl: the host is stopped.
+            std::thread::sleep(Duration::from_secs(1));
+            Ok(matches!(
+                probe.as_mut().map(std::process::Child::try_wait),
+                Some(Ok(None))
+            ))
+        },
+    )?;
+    let heads = post_group(a, msgs)?;
+    let last = heads.last().map(|h| h.0).ok_or("empty group")?;
+    poll_until("the group's I2C_RDWR ioctl started", TIMEOUT, || {
+        in_ioctl(daemon_pid, I2C_RDWR)
+    })?;
+    for v in [0x11u8, 0x22, 0x33] {
+        transfer(b, &[Msg::W(s, vec![0x30, v])]).and_then(|r| expect_ok(&r, None))?;
+        let d = read_reg(b, s, 0x30, 1)?;
+        ensure(d == [v], || {
+            format!("register 0x30 = {d:02x?}, wrote {v:#04x}")
+        })?;
+    }
+    ensure(in_ioctl(daemon_pid, I2C_RDWR)?, || {
+        "the group's I2C_RDWR ioctl ended while the host daemon was stopped".to_owned()
+    })?;
+    ensure(a.queue(0).wait_head(last, Duration::ZERO).is_err(), || {
+        "the group completed while the host daemon was stopped".to_owned()
+    })?;
+    if let Some(mut p) = probe {
+        // Reaped once the host resumes; a leftover probe must not block the next checks.
+        std::thread::spawn(move || p.wait());
+    }
+    Ok(heads)
 }

@@ -80,6 +80,12 @@ enum Cmd {
         /// The 24c02's address (the I2C-capable adapter).
         #[arg(long, value_parser = parse_u8)]
         i2c_addr: u8,
+        /// The daemon's pid (its threads' syscalls show a transfer in progress).
+        #[arg(long)]
+        daemon_pid: u32,
+        /// N of the I2C-capable adapter's /dev/i2c-N.
+        #[arg(long)]
+        i2c_bus: u32,
         /// Prefix of the check names.
         #[arg(long, default_value = "host-devices.i2c-two")]
         prefix: String,
@@ -198,10 +204,19 @@ fn main() -> ExitCode {
             socket1,
             smbus_addr,
             i2c_addr,
+            daemon_pid,
+            i2c_bus,
             prefix,
         } => {
             let mut r = Report::new(&prefix);
-            i2c::run_two_adapters(&mut r, &socket0, &socket1, smbus_addr, i2c_addr);
+            i2c::run_two_adapters(
+                &mut r,
+                (&socket0, &socket1),
+                smbus_addr,
+                i2c_addr,
+                daemon_pid,
+                i2c_bus,
+            );
             r
         }
         Cmd::Gpio {

@@ -139,7 +139,7 @@ else
         expect_eq host-devices.i2c-rdwr.kernel-byte-data "0x76" "$(i2cget -y "$vbus" 0x54 0xb0 2>&1)"
         expect_eq host-devices.i2c-rdwr.kernel-group-page "0x5a 0x5b 0x58 0x59 0x5e 0x5f 0x5c 0x5d" "$(i2ctransfer -y "$vbus" w1@0x54 0x00 r8 2>&1)"
         run_bin host-devices.i2c-two i2c-two-adapters --socket0 /run/rdwr.sock0 --socket1 /run/rdwr.sock1 \
-            --smbus-addr 0x50 --i2c-addr 0x54 --prefix host-devices.i2c-two
+            --smbus-addr 0x50 --i2c-addr 0x54 --daemon-pid "$rdwr_pid" --i2c-bus "$vbus" --prefix host-devices.i2c-two
         stop_daemon i2c-rdwr "$rdwr_pid"
     fi
 fi
