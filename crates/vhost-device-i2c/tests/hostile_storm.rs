@@ -26,7 +26,7 @@ const CHAINS_PER_ROUND: usize = 12;
 
 #[test]
 fn random_malformed_chains_never_disturb_good_requests() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
