@@ -55,7 +55,8 @@ fn sighup_with_a_connected_frontend_exits_0_at_once_and_removes_the_sockets() {
     still_serves(&mut fe);
     d.stop_at_once(libc::SIGHUP);
     assert!(
-        d.log().contains(&format!("signal {} received", libc::SIGHUP)),
+        d.log()
+            .contains(&format!("signal {} received", libc::SIGHUP)),
         "{}",
         d.log()
     );

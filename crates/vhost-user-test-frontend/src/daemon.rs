@@ -511,7 +511,10 @@ mod tests {
         });
         assert!(text.contains("did not exit within 300ms"), "{text}");
         assert!(text.contains("serving"), "the output is shown: {text}");
-        assert!(started.elapsed() < Duration::from_secs(10), "the kill took long");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the kill took long"
+        );
     }
 
     #[test]
