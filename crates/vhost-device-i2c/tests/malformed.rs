@@ -257,6 +257,67 @@ fn group_of_43_messages_is_err_and_42_work() {
     assert_eq!(read_reg(&mut fe, EEPROM, 0x70, 1), [0x01]);
 }
 
+/// The largest group the limits allow (Linux's I2C_RDWR: 42 messages of 8192 bytes),
+/// alternating 8192-byte page writes and 8192-byte reads of the EEPROM, one transfer.
+fn largest_group(last_read_len: u32) -> (Vec<Vec<Desc>>, Vec<Vec<u8>>) {
+    let mut group = Vec::new();
+    let mut expected_reads = Vec::new();
+    for i in 0..21u8 {
+        // Offset 0 then 8191 bytes: the 24c02 wraps them inside page 0, so cell k holds the
+        // last byte written at offset k, and the address pointer ends at 8191 % 8 = 7.
+        let cell = |k: usize| i * 8 + k as u8;
+        let mut payload = vec![0x00];
+        payload.extend((0..8191).map(|j| cell(j % 8)));
+        group.push(write(EEPROM, &payload, true));
+        let last = i == 20;
+        let len = if last { last_read_len } else { 8192 };
+        group.push(read(EEPROM, len, !last));
+        let mut mem = [0xffu8; 256];
+        for (k, m) in mem.iter_mut().enumerate().take(8) {
+            *m = cell(k);
+        }
+        expected_reads.push((0..8192).map(|n| mem[(7 + n) % 256]).collect());
+    }
+    (group, expected_reads)
+}
+
+#[test]
+fn group_of_42_messages_of_8192_bytes_works_and_one_byte_more_is_err() {
+    let d = simulated();
+    let mut fe = d.connect(0);
+    let (group, expected) = largest_group(8192);
+    assert_eq!(group.len(), 42);
+    let done = submit(&mut fe, &group, false);
+    for (i, c) in done.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(
+                (status(c), c.used_len),
+                (OK, 1),
+                "write {i}: {:?}",
+                c.used_len
+            );
+        } else {
+            assert_eq!((status(c), c.used_len), (OK, 8193), "read {i}");
+            // Each read sees the write just before it: every message ran, in order.
+            assert!(
+                data(c) == expected[i / 2].as_slice(),
+                "read {i}: wrong data"
+            );
+        }
+    }
+    let page = read_reg(&mut fe, EEPROM, 0x00, 8);
+    assert_eq!(page, (160..168).collect::<Vec<u8>>());
+    // One byte more in the last message: the whole group fails and nothing runs.
+    write_reg(&mut fe, EEPROM, 0x00, &[0; 8]);
+    let (group, _) = largest_group(8193);
+    let done = submit(&mut fe, &group, false);
+    for (i, c) in done.iter().enumerate() {
+        assert_eq!((status(c), c.used_len), (ERR, 1), "message {i}");
+    }
+    assert_eq!(read_reg(&mut fe, EEPROM, 0x00, 8), [0; 8], "a write ran");
+    still_serves(&mut fe);
+}
+
 #[test]
 fn a_malformed_request_fails_its_whole_group() {
     let d = simulated();
@@ -279,9 +340,11 @@ fn a_malformed_request_fails_its_whole_group() {
 
 /// A raw chain's expected outcome.
 enum Expect {
-    /// ERR in the status buffer at this address, or used length 0.
-    ErrOrZero(u64),
-    /// Used length 0 (no status could be written).
+    /// ERR in the status buffer at this address, used length 1: a status byte can be
+    /// written, so it must be.
+    Err(u64),
+    /// Used length 0: no status byte can be written (none in the chain, or the chain's
+    /// descriptors cannot be walked).
     Zero,
 }
 
@@ -313,7 +376,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(OUTSIDE, 8, VIRTQ_DESC_F_NEXT, 1),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let st = buffer(fe, &[0xee]);
     let h = buffer(fe, &hdr_w);
@@ -324,7 +387,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(OUTSIDE, 2, VIRTQ_DESC_F_NEXT, 2),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let st = buffer(fe, &[0xee]);
     let h = buffer(fe, &hdr_r);
@@ -335,7 +398,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(OUTSIDE, 4, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let h = buffer(fe, &hdr_r);
     chains.push((
@@ -353,7 +416,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(u64::MAX - 3, 8, VIRTQ_DESC_F_NEXT, 1),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let h = buffer(fe, &hdr_w);
     chains.push((
@@ -388,7 +451,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(st, 0, VIRTQ_DESC_F_NEXT, 1),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
 
     let mut posted = Vec::new();
@@ -409,7 +472,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             .unwrap_or_else(|e| panic!("{name}: no completion: {e:?}"));
         match expect {
             Expect::Zero => assert_eq!(c.used_len, 0, "{name}"),
-            Expect::ErrOrZero(st) => {
+            Expect::Err(st) => {
                 let s: u8 = fe.queue(0).memory().read_obj(GuestAddress(st)).unwrap();
                 assert!(
                     c.used_len == 0 || (c.used_len == 1 && s == ERR),
