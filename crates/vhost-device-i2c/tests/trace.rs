@@ -40,7 +40,7 @@ fn trace_lines(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn every_group_is_traced_as_i2ctransfer_arguments() {
-    let d = Daemon::start(&["--trace"], 1);
+    let d = start(&["--trace"], 1);
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x00, &[0xde, 0xad]);
     wait_for_line(&d, "w3@0x50 0x00 0xde 0xad -> OK");
@@ -58,7 +58,7 @@ fn every_group_is_traced_as_i2ctransfer_arguments() {
 
 #[test]
 fn without_the_option_nothing_is_traced() {
-    let d = Daemon::start(&[], 1);
+    let d = start(&[], 1);
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x00, &[0x01]);
     assert_eq!(read_reg(&mut fe, EEPROM, 0x00, 1), [0x01]);

@@ -172,6 +172,13 @@ fn pass_as_fd3(cmd: &mut Command, listener: &std::os::unix::net::UnixListener) {
     }
 }
 
+/// The instant `timeout` from now.
+fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .expect("a test timeout fits an Instant")
+}
+
 /// `base` with `index` appended, as the daemons name their sockets.
 pub fn indexed(base: &Path, index: usize) -> PathBuf {
     let mut s = base.as_os_str().to_owned();
@@ -205,7 +212,7 @@ pub struct Daemon {
 
 impl Daemon {
     fn wait_until_serving(&mut self) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let deadline = deadline_after(STARTUP_TIMEOUT);
         loop {
             if let Some(status) = self.poll_exit() {
                 panic!(
@@ -335,7 +342,7 @@ impl Daemon {
     /// Waits up to `timeout` for the daemon to exit and returns its status; on a timeout
     /// panics with the log (the daemon is then killed by `Drop`).
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             if let Some(status) = self.poll_exit() {
                 return status;
@@ -396,7 +403,7 @@ impl Daemon {
     /// Waits up to `timeout` until a line of the log contains `needle`; returns that line.
     /// Panics with the log on a timeout or if the daemon exits first.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
                 return line.to_owned();
@@ -455,7 +462,7 @@ pub fn run_to_exit(binary: impl AsRef<Path>, args: &[&str], timeout: Duration) -
         .stderr(File::create(&err_path).expect("create stderr file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
