@@ -88,7 +88,7 @@ fn print_capabilities_prints_the_i2c_document_and_ignores_other_options() {
     }
 }
 
-/// Runs the daemon with a bad command line; checks the exit status, the one-line error
+/// Runs the daemon with a bad command line; checks the exit status (1), the one-line error
 /// naming the problem, and that no socket was created.
 fn rejected(extra: &[&str], mentions: &[&str]) {
     let dir = temp_dir();
@@ -97,7 +97,8 @@ fn rejected(extra: &[&str], mentions: &[&str]) {
     args.extend_from_slice(extra);
     let out = run_to_exit(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{extra:?} accepted");
+    // 1: a refused configuration (2 would be a usage error from the parser).
+    assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", out.status);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(
         lines.len(),
@@ -130,6 +131,24 @@ fn duplicate_address_is_rejected() {
         &["--simulate", "24c02@80", "-l", "99:0x50"],
         &["0x50", "more than once"],
     );
+    // The positive check of the same path: the two models at distinct addresses serve.
+    let mut d = start(&[], 1);
+    let mut fe = d.connect(0);
+    still_serves(&mut fe);
+    d.assert_running();
+}
+
+#[test]
+fn unknown_option_is_a_usage_error() {
+    let dir = temp_dir();
+    let base = dir.as_path().join("i2c.sock");
+    let base = base.to_str().unwrap();
+    let out = run_to_exit(&["-s", base, "--simulate", "24c02@0x50", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("--bogus"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.as_path()).unwrap().count(), 0);
 }
 
 #[test]
