@@ -48,7 +48,7 @@ fn line_names_layout() {
             TIMEOUT,
         )
         .unwrap();
-    assert_eq!(c.written[0][0], ERR);
+    assert_eq!((c.used_len, c.written[0].as_slice()), (2, &[ERR, 0][..]));
 }
 
 #[test]
