@@ -294,8 +294,10 @@ mod tests {
             Pushed::Held
         );
         let mut seen = Vec::new();
+        let mut calls = 0;
         let err = g.finish(
             |msgs| -> Result<(), ()> {
+                calls += 1;
                 assert_eq!(msgs.len(), 2);
                 assert_eq!(msgs[0].buf, &[0x10]);
                 assert!(msgs[1].read);
@@ -305,6 +307,7 @@ mod tests {
             |t, ok, data| seen.push((t, ok, data.to_vec())),
         );
         assert!(err.is_none());
+        assert_eq!(calls, 1, "the transfer ran once, with its asserts");
         assert_eq!(seen, [(1, true, vec![]), (2, true, vec![7, 8, 9])]);
         assert!(g.is_empty());
     }
@@ -313,7 +316,7 @@ mod tests {
     fn failure_fails_every_member() {
         let mut g: Group<u16> = Group::new();
         for (i, last) in [(0, false), (1, false), (2, true)] {
-            let _ = g.push(
+            let p = g.push(
                 Entry::Valid {
                     header: hdr(0x50, false),
                     len: 0,
@@ -321,9 +324,19 @@ mod tests {
                 last,
                 i,
             );
+            assert_eq!(p, Pushed::Held, "a zero-length write has nothing to copy");
         }
         let mut seen = Vec::new();
-        let err = g.finish(|_| Err("nak"), |t, ok, _| seen.push((t, ok)));
+        let mut calls = 0;
+        let err = g.finish(
+            |msgs| {
+                calls += 1;
+                assert_eq!(msgs.len(), 3);
+                Err("nak")
+            },
+            |t, ok, _| seen.push((t, ok)),
+        );
+        assert_eq!(calls, 1);
         assert_eq!(err, Some(GroupFailure::Exec("nak")));
         assert_eq!(seen, [(0, false), (1, false), (2, false)]);
     }
@@ -331,7 +344,7 @@ mod tests {
     #[test]
     fn invalid_member_fails_group_without_executing() {
         let mut g: Group<u16> = Group::new();
-        let _ = g.push(
+        let p = g.push(
             Entry::Valid {
                 header: hdr(0x50, false),
                 len: 2,
@@ -339,16 +352,22 @@ mod tests {
             false,
             0,
         );
-        let _ = g.push(Entry::Invalid, true, 1);
+        assert!(matches!(p, Pushed::Write(ref b) if b.len() == 2), "{p:?}");
+        assert_eq!(g.push(Entry::Invalid, true, 1), Pushed::Held);
         let mut seen = Vec::new();
+        let mut calls = 0;
         let err = g.finish(
-            |_| -> Result<(), ()> { panic!("must not execute") },
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
+            },
             |t, ok, _| seen.push((t, ok)),
         );
         assert!(err.is_none());
+        assert_eq!(calls, 0, "a group with an invalid member must not execute");
         assert_eq!(seen, [(0, false), (1, false)]);
         // The next group starts clean.
-        let _ = g.push(
+        let p = g.push(
             Entry::Valid {
                 header: hdr(0x50, false),
                 len: 0,
@@ -356,15 +375,17 @@ mod tests {
             true,
             2,
         );
-        let mut ran = false;
+        assert_eq!(p, Pushed::Held, "a zero-length write has nothing to copy");
+        let mut answers = Vec::new();
         g.finish(
             |_| -> Result<(), ()> {
-                ran = true;
+                calls += 1;
                 Ok(())
             },
-            |_, ok, _| assert!(ok),
+            |t, ok, _| answers.push((t, ok)),
         );
-        assert!(ran);
+        assert_eq!(calls, 1);
+        assert_eq!(answers, [(2, true)]);
     }
 
     #[test]
@@ -381,10 +402,15 @@ mod tests {
         assert_eq!(p, Pushed::Held);
         assert!(g.is_failed());
         let mut seen = Vec::new();
+        let mut calls = 0;
         g.finish(
-            |_| -> Result<(), ()> { Ok(()) },
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
+            },
             |t, ok, _| seen.push((t, ok)),
         );
+        assert_eq!(calls, 0, "an oversized message must not execute");
         assert_eq!(seen, [(0, false)]);
     }
 
@@ -406,17 +432,19 @@ mod tests {
             }
         }
         assert_eq!(failed_now, (42..50).collect::<Vec<_>>());
-        let mut seen = 0;
+        let mut answers = Vec::new();
+        let mut calls = 0;
         g.finish(
-            |_| -> Result<(), ()> { panic!("must not execute") },
-            |_, ok, _| {
-                assert!(!ok);
-                seen += 1;
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
             },
+            |t, ok, _| answers.push((t, ok)),
         );
-        assert_eq!(seen, 42);
+        assert_eq!(calls, 0, "a group over the limit must not execute");
+        assert_eq!(answers, (0..42).map(|t| (t, false)).collect::<Vec<_>>());
         // After the over-long group ended, a new one works.
-        let _ = g.push(
+        let p = g.push(
             Entry::Valid {
                 header: hdr(0x50, false),
                 len: 1,
@@ -424,9 +452,17 @@ mod tests {
             true,
             99,
         );
-        let mut ok_seen = false;
-        g.finish(|_| -> Result<(), ()> { Ok(()) }, |_, ok, _| ok_seen = ok);
-        assert!(ok_seen);
+        assert!(matches!(p, Pushed::Write(ref b) if b.len() == 1), "{p:?}");
+        let mut answers = Vec::new();
+        g.finish(
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
+            },
+            |t, ok, _| answers.push((t, ok)),
+        );
+        assert_eq!(calls, 1);
+        assert_eq!(answers, [(99, true)]);
     }
 
     #[test]
@@ -449,15 +485,17 @@ mod tests {
             }
         }
         assert_eq!(failed_now, [42]);
-        let mut seen = 0;
+        let mut answers = Vec::new();
+        let mut calls = 0;
         g.finish(
-            |_| -> Result<(), ()> { panic!("must not execute") },
-            |_, ok, _| {
-                assert!(!ok);
-                seen += 1;
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
             },
+            |t, ok, _| answers.push((t, ok)),
         );
-        assert_eq!(seen, 42);
+        assert_eq!(calls, 0, "a group over the limit must not execute");
+        assert_eq!(answers, (0..42).map(|t| (t, false)).collect::<Vec<_>>());
         // The next batch's first request is a fresh group of its own.
         let p = g.push(
             Entry::Valid {
@@ -479,35 +517,30 @@ mod tests {
     #[test]
     fn read_buffers_are_zeroed_between_groups() {
         let mut g: Group<u8> = Group::new();
-        let _ = g.push(
-            Entry::Valid {
-                header: hdr(0x50, true),
-                len: 4,
-            },
-            true,
-            0,
-        );
+        let read4 = Entry::Valid {
+            header: hdr(0x50, true),
+            len: 4,
+        };
+        assert_eq!(g.push(read4, true, 0), Pushed::Held);
+        let mut answers = Vec::new();
         g.finish(
             |m| -> Result<(), ()> {
                 m[0].buf.fill(0xaa);
                 Ok(())
             },
-            |_, _, _| {},
+            |t, ok, data| answers.push((t, ok, data.to_vec())),
         );
-        let _ = g.push(
-            Entry::Valid {
-                header: hdr(0x50, true),
-                len: 4,
-            },
-            true,
-            1,
-        );
+        assert_eq!(answers, [(0, true, vec![0xaa; 4])]);
+        assert_eq!(g.push(read4, true, 1), Pushed::Held);
+        let mut seen_by_adapter = Vec::new();
         g.finish(
             |m| -> Result<(), ()> {
-                assert_eq!(m[0].buf, &[0, 0, 0, 0]);
+                // What the adapter finds before it reads: no stale bytes of the last group.
+                seen_by_adapter.push(m[0].buf.to_vec());
                 Ok(())
             },
             |_, _, _| {},
         );
+        assert_eq!(seen_by_adapter, [vec![0, 0, 0, 0]]);
     }
 }
