@@ -309,6 +309,16 @@ impl Daemon {
         }
     }
 
+    /// How the process ended, if it has (reaped and remembered).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.poll_exit()
+    }
+
+    /// The file holding the daemon's stderr and stdout.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     fn poll_exit(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
             let child = self.child.as_mut().expect("child present until reaped");

@@ -8,12 +8,11 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use vmm_sys_util::tempdir::TempDir;
-
+use crate::daemon::{Daemon, Launch};
 use crate::raw::{RawError, RawFrontend, RawOptions};
 
 /// How long a fresh connection may take to get its correct answer.
@@ -24,8 +23,6 @@ pub const CPU_WINDOW: Duration = Duration::from_secs(1);
 pub const MAX_IDLE_CPU: f64 = 0.05;
 /// Most log lines one attack (with its checks) may add.
 pub const MAX_LOG_LINES: usize = 20;
-/// How long the daemon may take to create its socket.
-const STARTUP: Duration = Duration::from_secs(15);
 /// Largest log growth read back into memory; beyond it the growth is reported in bytes.
 const MAX_LOG_READ: u64 = 4 << 20;
 
@@ -48,75 +45,51 @@ pub struct Target {
     pub request: fn() -> Vec<crate::Desc>,
 }
 
-/// A running daemon, killed (by its pid) when dropped.
+/// A running daemon under attack (on the shared [`crate::daemon`] harness, which kills it
+/// when dropped).
 #[derive(Debug)]
 pub struct Dut {
     /// The target.
     pub target: Target,
-    child: Option<Child>,
-    socket: PathBuf,
-    log: PathBuf,
+    daemon: Daemon,
+    pid: u32,
     /// Byte offset of the log at the start of the current attack.
     log_mark: u64,
-    // Last: removed after the child is gone.
-    _dir: TempDir,
 }
 
 impl Dut {
-    /// Starts `target` with `RUST_LOG=info` and its stderr in a log file, and waits for the
-    /// socket.
+    /// Starts `target` with `RUST_LOG=info` (or `HOSTILE_RUST_LOG` when debugging an attack;
+    /// the log bound is meant for the default) and waits for its socket.
     pub fn start(target: Target) -> Result<Dut, String> {
-        let dir = TempDir::new_with_prefix("/tmp/hostile-frontend-")
-            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
-        let base = dir.as_path().join(format!("{}.sock", target.name));
-        let socket = PathBuf::from(format!("{}0", base.display()));
-        let log = dir.as_path().join("daemon.log");
-        let log_file = File::create(&log).map_err(|e| format!("cannot create the log: {e}"))?;
-        let child = Command::new(target.binary)
-            .arg("-s")
-            .arg(&base)
+        let level = std::env::var("HOSTILE_RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+        let mut daemon = Launch::new(target.binary)
             .args(target.args)
-            // HOSTILE_RUST_LOG overrides the level when debugging an attack; the log bound
-            // is meant for the default.
-            .env(
-                "RUST_LOG",
-                std::env::var("HOSTILE_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", target.binary))?;
-        let mut dut = Dut {
-            target,
-            child: Some(child),
-            socket,
-            log,
-            log_mark: 0,
-            _dir: dir,
-        };
-        let deadline = Instant::now().checked_add(STARTUP);
-        while !dut.socket.exists() {
-            dut.alive()?;
-            if deadline.is_none_or(|d| Instant::now() >= d) {
-                return Err(format!(
-                    "{}: socket did not appear within {STARTUP:?}",
-                    target.name
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+            .rust_log(Some(&level))
+            .start();
+        let pid = u32::try_from(daemon.pid()).map_err(|e| format!("pid: {e}"))?;
+        if let Some(status) = daemon.exited() {
+            return Err(format!(
+                "{}: daemon died: {}",
+                target.name,
+                describe_exit(status)
+            ));
         }
-        Ok(dut)
+        Ok(Dut {
+            target,
+            daemon,
+            pid,
+            log_mark: 0,
+        })
     }
 
     /// The socket path.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.daemon.socket(0)
     }
 
     /// The daemon's pid.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.pid
     }
 
     /// Options for a frontend that matches the target.
@@ -130,27 +103,20 @@ impl Dut {
 
     /// Connects a raw frontend (nothing sent yet).
     pub fn raw(&self, opts: RawOptions) -> Result<RawFrontend, String> {
-        RawFrontend::connect(&self.socket, opts).map_err(|e| format!("connect: {}", chain(&e)))
+        RawFrontend::connect(self.socket(), opts).map_err(|e| format!("connect: {}", chain(&e)))
     }
 
     /// Connects and completes the normal handshake.
     pub fn good(&self, opts: RawOptions) -> Result<RawFrontend, String> {
-        RawFrontend::handshake(&self.socket, opts)
+        RawFrontend::handshake(self.socket(), opts)
             .map_err(|e| format!("normal handshake: {}", chain(&e)))
     }
 
     /// `Err` if the process has exited (with how it ended).
     pub fn alive(&mut self) -> Result<(), String> {
-        let Some(child) = self.child.as_mut() else {
-            return Err("daemon already reaped".to_owned());
-        };
-        match child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => {
-                self.child = None;
-                Err(format!("daemon died: {}", describe_exit(status)))
-            }
-            Err(e) => Err(format!("cannot check the daemon: {e}")),
+        match self.daemon.exited() {
+            None => Ok(()),
+            Some(status) => Err(format!("daemon died: {}", describe_exit(status))),
         }
     }
 
@@ -199,7 +165,7 @@ impl Dut {
 
     /// Marks the start of an attack: log growth is counted from here.
     pub fn mark(&mut self) {
-        self.log_mark = std::fs::metadata(&self.log).map_or(0, |m| m.len());
+        self.log_mark = std::fs::metadata(self.daemon.log_path()).map_or(0, |m| m.len());
     }
 
     /// The log written since [`Dut::mark`]: (bytes, lines counted in at most the first
@@ -207,7 +173,7 @@ impl Dut {
     pub fn log_since_mark(&self) -> (u64, usize, String) {
         let mut text = String::new();
         let mut bytes = 0;
-        if let Ok(mut f) = File::open(&self.log) {
+        if let Ok(mut f) = File::open(self.daemon.log_path()) {
             bytes = f
                 .metadata()
                 .map_or(0, |m| m.len())
@@ -225,7 +191,7 @@ impl Dut {
     /// The whole log (at most its first 4 MiB).
     pub fn log(&self) -> String {
         let mut buf = Vec::new();
-        if let Ok(f) = File::open(&self.log) {
+        if let Ok(f) = File::open(self.daemon.log_path()) {
             let _ = f.take(MAX_LOG_READ).read_to_end(&mut buf);
         }
         String::from_utf8_lossy(&buf).into_owned()
@@ -239,7 +205,7 @@ impl Dut {
             timeout: ANSWER_WITHIN,
             ..self.options()
         };
-        let mut fe = RawFrontend::handshake(&self.socket, opts)
+        let mut fe = RawFrontend::handshake(self.socket(), opts)
             .map_err(|e| format!("fresh connection: handshake failed: {}", chain(&e)))?;
         (self.target.probe)(&mut fe).map_err(|e| format!("fresh connection: {e}"))?;
         let took = start.elapsed();
@@ -316,15 +282,6 @@ impl Dut {
             Ok(())
         } else {
             Err(failures.join("; "))
-        }
-    }
-}
-
-impl Drop for Dut {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
