@@ -6,12 +6,10 @@
 //! while a counting global allocator watches the calling thread.
 //!
 //! Not covered: a host chip (`/dev/gpiochipN`, needs hardware or gpio-sim). There, by
-//! reading gpiocdev 0.8: GET_VALUE and SET_VALUE are one ioctl each on stack structures,
-//! and edge reads use a stack buffer, so they allocate nothing; SET_DIRECTION and
-//! SET_IRQ_TYPE request or reconfigure the line through gpiocdev's builder, which allocates
-//! (configuration vectors, the chip path). Those are line set-up messages, not the hot path,
-//! and changing them would mean replacing gpiocdev's request API. Error paths (which format
-//! messages) are not covered either.
+//! reading host/cdev.rs: every operation (line request, reconfigure, GET_VALUE, SET_VALUE,
+//! edge read) is one ioctl or read on stack structures (gpiocdev-uapi) through the chip or
+//! request fd, so they allocate nothing. Error paths (which format messages) are not
+//! covered.
 // Test code: panics are failures, buffers are indexed directly.
 #![allow(
     clippy::unwrap_used,

@@ -1,17 +1,20 @@
-//! A host GPIO chip through the Linux character device (uAPI v2, via `gpiocdev`).
+//! A host GPIO chip through the Linux character device (uAPI v2, via `gpiocdev-uapi`).
 //!
-//! The chip is opened and its line names read once at startup ([`ChipInfo`]). Each
+//! The chip is opened and its line names read once at startup ([`ChipInfo`]), and that one
+//! open chip serves every line request of every connection: a request is the GET_LINE ioctl
+//! on the chip's fd, never a new open (after setup the daemon opens no files). Each
 //! connection gets a [`CdevChip`] with no line requested: a line is requested (consumer
 //! `vhost-device-gpio`) when the guest gives it a direction or an interrupt type and
 //! released on direction NONE; dropping the `CdevChip` releases every line. Every request's
 //! fd is added to one epoll instance, whose fd the vhost-user worker waits on.
 
+use std::fs::File;
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gpiocdev::line::{EdgeKind, Value};
-use gpiocdev::{Chip, Request};
+use gpiocdev_uapi::v2;
 use virtio_gpio_core::{Direction, Edge, EdgeDetection, GpioHost, LineConfig};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
@@ -23,23 +26,23 @@ pub const CONSUMER: &str = "vhost-device-gpio";
 /// Why a chip cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The chip does not exist or is not a GPIO character device.
+    /// The chip does not exist or cannot be opened.
     #[error("cannot open {path}")]
     Open {
         /// The chip's path.
         path: PathBuf,
-        /// gpiocdev's error.
+        /// The OS error.
         #[source]
-        source: gpiocdev::Error,
+        source: io::Error,
     },
-    /// The chip's information could not be read.
+    /// The chip's information could not be read (or it is not a GPIO character device).
     #[error("cannot read the lines of {path}")]
     Info {
         /// The chip's path.
         path: PathBuf,
-        /// gpiocdev's error.
+        /// The uAPI error.
         #[source]
-        source: gpiocdev::Error,
+        source: gpiocdev_uapi::Error,
     },
     /// virtio-gpio needs 1 to 65535 lines.
     #[error("{path} has {lines} lines; virtio-gpio serves 1 to 65535")]
@@ -51,9 +54,11 @@ pub enum OpenError {
     },
 }
 
-/// What was read from a chip at startup.
+/// A chip opened at startup: its fd (shared by every connection's line requests), its
+/// label and its line names.
 #[derive(Debug)]
 pub struct ChipInfo {
+    chip: File,
     path: PathBuf,
     label: String,
     names: Vec<String>,
@@ -63,11 +68,12 @@ impl ChipInfo {
     /// Opens `/dev/gpiochip{index}` and reads its line count and names.
     pub fn open(index: u32) -> Result<Self, OpenError> {
         let path = PathBuf::from(format!("/dev/gpiochip{index}"));
-        let chip = Chip::from_path(&path).map_err(|source| OpenError::Open {
+        let chip = File::open(&path).map_err(|source| OpenError::Open {
             path: path.clone(),
             source,
         })?;
-        let info = chip.info().map_err(|source| OpenError::Info {
+        // GET_CHIPINFO fails (ENOTTY) on anything that is not a GPIO character device.
+        let info = v2::get_chip_info(&chip).map_err(|source| OpenError::Info {
             path: path.clone(),
             source,
         })?;
@@ -79,15 +85,16 @@ impl ChipInfo {
                 lines: info.num_lines,
             })?;
         let names = (0..u32::from(count))
-            .map(|offset| chip.line_info(offset).map(|li| li.name))
+            .map(|offset| v2::get_line_info(&chip, offset).map(|li| String::from(&li.name)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| OpenError::Info {
                 path: path.clone(),
                 source,
             })?;
         Ok(Self {
+            chip,
             path,
-            label: info.label,
+            label: String::from(&info.label),
             names,
         })
     }
@@ -108,37 +115,104 @@ impl ChipInfo {
     }
 }
 
+/// The uAPI configuration of one line.
+fn uapi_config(config: LineConfig) -> v2::LineConfig {
+    use v2::LineFlags as F;
+    let mut cfg = v2::LineConfig::default();
+    match config.direction {
+        Direction::Out => {
+            cfg.flags = F::OUTPUT;
+            cfg.add_values(&v2::LineValues {
+                bits: u64::from(config.output),
+                mask: 1,
+            });
+        }
+        // A line with an interrupt type but no direction is watched as an input
+        // (the kernel detects edges on inputs only).
+        Direction::In | Direction::None => {
+            cfg.flags = F::INPUT
+                | match config.edges {
+                    EdgeDetection::None => F::empty(),
+                    EdgeDetection::Rising => F::EDGE_RISING,
+                    EdgeDetection::Falling => F::EDGE_FALLING,
+                    EdgeDetection::Both => F::EDGE_RISING | F::EDGE_FALLING,
+                };
+        }
+    }
+    cfg
+}
+
+/// Words (u64) of one edge event as the kernel reads it out.
+const EDGE_EVENT_WORDS: usize = size_of::<v2::LineEdgeEvent>() / size_of::<u64>();
+
+/// One requested line (a uAPI v2 line request holding exactly that line, as bit 0).
+#[derive(Debug)]
+struct LineRequest {
+    file: File,
+}
+
+impl LineRequest {
+    /// Requests `line` through the already open `chip` (an ioctl, not an open).
+    fn new(chip: &File, line: u16, config: LineConfig) -> gpiocdev_uapi::Result<Self> {
+        let mut request = v2::LineRequest {
+            consumer: CONSUMER.into(),
+            config: uapi_config(config),
+            num_lines: 1,
+            ..Default::default()
+        };
+        request.offsets.set(0, u32::from(line));
+        v2::get_line(chip, request).map(|file| Self { file })
+    }
+
+    fn reconfigure(&self, config: LineConfig) -> gpiocdev_uapi::Result<()> {
+        v2::set_line_config(&self.file, uapi_config(config))
+    }
+
+    fn value(&self) -> gpiocdev_uapi::Result<bool> {
+        let mut values = v2::LineValues { bits: 0, mask: 1 };
+        v2::get_line_values(&self.file, &mut values)?;
+        Ok(values.bits & 1 != 0)
+    }
+
+    fn set_value(&self, value: bool) -> gpiocdev_uapi::Result<()> {
+        v2::set_line_values(
+            &self.file,
+            &v2::LineValues {
+                bits: u64::from(value),
+                mask: 1,
+            },
+        )
+    }
+
+    /// The next pending edge, if any (never blocks).
+    fn next_edge(&self) -> gpiocdev_uapi::Result<Option<Edge>> {
+        if !v2::has_event(&self.file)? {
+            return Ok(None);
+        }
+        let mut buf = [0u64; EDGE_EVENT_WORDS];
+        let words = v2::read_event(&self.file, &mut buf)?;
+        let event = v2::LineEdgeEvent::from_slice(buf.get(..words).unwrap_or_default())?;
+        Ok(match v2::LineEdgeEventKind::try_from(event.kind) {
+            Ok(v2::LineEdgeEventKind::RisingEdge) => Some(Edge::Rising),
+            Ok(v2::LineEdgeEventKind::FallingEdge) => Some(Edge::Falling),
+            // Not an edge the v2 uAPI defines: skipped (the kernel never sends one).
+            Err(()) => None,
+        })
+    }
+}
+
+impl AsRawFd for LineRequest {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
 /// One connection's view of a host chip.
 #[derive(Debug)]
 pub struct CdevChip {
     info: Arc<ChipInfo>,
-    requests: Vec<Option<Request>>,
+    requests: Vec<Option<LineRequest>>,
     epoll: Epoll,
-}
-
-fn host_edges(edges: EdgeDetection) -> Option<gpiocdev::line::EdgeDetection> {
-    use gpiocdev::line::EdgeDetection as E;
-    match edges {
-        EdgeDetection::None => None,
-        EdgeDetection::Rising => Some(E::RisingEdge),
-        EdgeDetection::Falling => Some(E::FallingEdge),
-        EdgeDetection::Both => Some(E::BothEdges),
-    }
-}
-
-/// The gpiocdev request configuration for one line.
-fn request_config(chip: &Path, line: u16, config: LineConfig) -> gpiocdev::request::Config {
-    let mut cfg = gpiocdev::request::Config::default();
-    cfg.on_chip(chip).with_line(u32::from(line));
-    match config.direction {
-        Direction::Out => cfg.as_output(Value::from(config.output)),
-        // A line with an interrupt type but no direction is watched as an input.
-        // (gpiocdev's `with_edge_detection` makes a line an input: inputs only.)
-        Direction::In | Direction::None => {
-            cfg.as_input().with_edge_detection(host_edges(config.edges))
-        }
-    };
-    cfg
 }
 
 impl CdevChip {
@@ -157,7 +231,7 @@ impl CdevChip {
         })
     }
 
-    fn line_error(&self, line: u16, op: &'static str, source: gpiocdev::Error) -> HostError {
+    fn line_error(&self, line: u16, op: &'static str, source: gpiocdev_uapi::Error) -> HostError {
         HostError::Line {
             chip: self.info.path.clone(),
             line,
@@ -166,7 +240,7 @@ impl CdevChip {
         }
     }
 
-    fn request(&self, line: u16) -> Result<&Request, HostError> {
+    fn request(&self, line: u16) -> Result<&LineRequest, HostError> {
         self.requests
             .get(usize::from(line))
             .and_then(Option::as_ref)
@@ -206,15 +280,12 @@ impl GpioHost for CdevChip {
             self.release(line);
             return Ok(());
         }
-        let cfg = request_config(&self.info.path, line, config);
         if let Ok(request) = self.request(line) {
             return request
-                .reconfigure(&cfg)
+                .reconfigure(config)
                 .map_err(|e| self.line_error(line, "reconfigure", e));
         }
-        let request = Request::from_config(cfg)
-            .with_consumer(CONSUMER)
-            .request()
+        let request = LineRequest::new(&self.info.chip, line, config)
             .map_err(|e| self.line_error(line, "request", e))?;
         self.epoll
             .ctl(
@@ -235,14 +306,14 @@ impl GpioHost for CdevChip {
     fn get_value(&mut self, line: u16) -> Result<bool, HostError> {
         let value = self
             .request(line)?
-            .value(u32::from(line))
+            .value()
             .map_err(|e| self.line_error(line, "read", e))?;
-        Ok(value == Value::Active)
+        Ok(value)
     }
 
     fn set_value(&mut self, line: u16, value: bool) -> Result<(), HostError> {
         self.request(line)?
-            .set_value(u32::from(line), Value::from(value))
+            .set_value(value)
             .map_err(|e| self.line_error(line, "write", e))
     }
 
@@ -263,20 +334,11 @@ impl GpioHost for CdevChip {
                 let Ok(request) = self.request(line) else {
                     continue;
                 };
-                while request
-                    .has_edge_event()
-                    .map_err(|e| self.line_error(line, "poll", e))?
+                while let Some(edge) = request
+                    .next_edge()
+                    .map_err(|e| self.line_error(line, "read an edge of", e))?
                 {
-                    let event = request
-                        .read_edge_event()
-                        .map_err(|e| self.line_error(line, "read an edge of", e))?;
-                    on_edge(
-                        line,
-                        match event.kind {
-                            EdgeKind::Rising => Edge::Rising,
-                            EdgeKind::Falling => Edge::Falling,
-                        },
-                    );
+                    on_edge(line, edge);
                 }
             }
             if n < ready.len() {
@@ -295,44 +357,90 @@ impl AsRawFd for CdevChip {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gpiocdev::line::{Direction as HostDirection, EdgeDetection as HostEdges};
+    use v2::LineFlags as F;
 
-    fn line_config(config: LineConfig) -> gpiocdev::line::Config {
-        request_config(Path::new("/dev/gpiochip9"), 3, config)
-            .line_config(3)
-            .cloned()
-            .unwrap()
+    fn flags_and_values(config: LineConfig) -> (F, Option<u64>) {
+        let c = uapi_config(config);
+        let values = (0..c.num_attrs as usize).find_map(|i| match c.attr(i).attr.to_value() {
+            Some(v2::LineAttributeValue::Values(v)) => {
+                assert_eq!(c.attr(i).mask, 1, "values apply to the one requested line");
+                Some(v)
+            }
+            _ => None,
+        });
+        (c.flags, values)
     }
 
     #[test]
     fn output_keeps_its_value_and_has_no_edges() {
-        let c = line_config(LineConfig {
-            direction: Direction::Out,
-            output: true,
-            edges: EdgeDetection::None,
-        });
-        assert_eq!(c.direction, Some(HostDirection::Output));
-        assert_eq!(c.value, Some(Value::Active));
-        assert_eq!(c.edge_detection, None);
+        for (output, bits) in [(true, 1), (false, 0)] {
+            let (flags, values) = flags_and_values(LineConfig {
+                direction: Direction::Out,
+                output,
+                edges: EdgeDetection::None,
+            });
+            assert_eq!(flags, F::OUTPUT);
+            assert_eq!(values, Some(bits));
+        }
     }
 
     #[test]
     fn inputs_get_the_requested_edges() {
         for (edges, want) in [
-            (EdgeDetection::None, None),
-            (EdgeDetection::Rising, Some(HostEdges::RisingEdge)),
-            (EdgeDetection::Falling, Some(HostEdges::FallingEdge)),
-            (EdgeDetection::Both, Some(HostEdges::BothEdges)),
+            (EdgeDetection::None, F::empty()),
+            (EdgeDetection::Rising, F::EDGE_RISING),
+            (EdgeDetection::Falling, F::EDGE_FALLING),
+            (EdgeDetection::Both, F::EDGE_RISING | F::EDGE_FALLING),
         ] {
             for direction in [Direction::In, Direction::None] {
-                let c = line_config(LineConfig {
+                let (flags, values) = flags_and_values(LineConfig {
                     direction,
                     output: true,
                     edges,
                 });
-                assert_eq!(c.direction, Some(HostDirection::Input));
-                assert_eq!(c.edge_detection, want);
+                assert_eq!(flags, F::INPUT | want);
+                assert_eq!(values, None);
             }
         }
+    }
+
+    /// A line request goes to the chip opened at startup (GET_LINE on its fd), never to a
+    /// new open of the chip's path: here the path does not exist and the "chip" is
+    /// /dev/null, so a re-open would fail with ENOENT while the ioctl fails with ENOTTY.
+    #[test]
+    fn line_requests_use_the_chip_opened_at_startup() {
+        let info = ChipInfo {
+            chip: File::open("/dev/null").unwrap(),
+            path: PathBuf::from("/nonexistent/gpiochip9"),
+            label: "test".into(),
+            names: vec![String::new(); 4],
+        };
+        let mut chip = CdevChip::new(Arc::new(info)).unwrap();
+        for direction in [Direction::In, Direction::Out] {
+            let err = chip
+                .configure(
+                    2,
+                    LineConfig {
+                        direction,
+                        output: false,
+                        edges: EdgeDetection::None,
+                    },
+                )
+                .unwrap_err();
+            match err {
+                HostError::Line {
+                    line: 2,
+                    op: "request",
+                    source: gpiocdev_uapi::Error::Os(v2::Errno(errno)),
+                    ..
+                } => assert_eq!(
+                    errno,
+                    libc::ENOTTY,
+                    "the request must be an ioctl on the open chip"
+                ),
+                other => panic!("unexpected error: {other:?}"),
+            }
+        }
+        assert!(matches!(chip.get_value(2), Err(HostError::NotRequested(2))));
     }
 }

@@ -34,9 +34,9 @@ pub enum HostError {
         line: u16,
         /// What was attempted.
         op: &'static str,
-        /// gpiocdev's error.
+        /// The uAPI error.
         #[source]
-        source: gpiocdev::Error,
+        source: gpiocdev_uapi::Error,
     },
     /// The backend's event descriptor (epoll or eventfd) failed.
     #[error("cannot {op} the host event descriptor")]
