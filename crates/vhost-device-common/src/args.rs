@@ -1,10 +1,12 @@
-//! The socket options every daemon shares, drop-in compatible with rust-vmm's daemons.
+//! The options every daemon shares: the sockets (drop-in compatible with rust-vmm's
+//! daemons) and the sandbox (`--seccomp`, `--sandbox`, in the style of virtiofsd).
 
 use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use crate::listener::SocketConfig;
+use crate::sandbox::{SandboxConfig, SandboxMode, SeccompMode};
 
 /// `-s/--socket-path`, `-c/--socket-count` and `--fd`; flatten into a daemon's `Args`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,32 @@ pub struct SocketArgs {
     /// Creates PATH0 ... PATH{N-1}, each serving one guest at a time.
     #[arg(short = 'c', long = "socket-count", value_name = "N", default_value_t = NonZeroUsize::MIN)]
     pub socket_count: NonZeroUsize,
+}
+
+/// `--seccomp` and `--sandbox`, flattened into each daemon's `Args`.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+#[group(skip)]
+pub struct SandboxArgs {
+    /// What happens to a system call outside the daemon's allowlist, once serving.
+    ///
+    /// kill (the default) ends the process with SIGSYS; log allows it and writes an audit
+    /// record (dmesg); trap sends SIGSYS to the calling thread; none installs no filter.
+    #[arg(long = "seccomp", value_enum, value_name = "ACTION", default_value_t = SeccompMode::Kill)]
+    pub seccomp: SeccompMode,
+
+    /// Confinement entered after setup: full (no new privileges, every capability dropped,
+    /// Landlock, seccomp) or none (for debugging).
+    #[arg(long = "sandbox", value_enum, value_name = "MODE", default_value_t = SandboxMode::Full)]
+    pub sandbox: SandboxMode,
+}
+
+impl From<&SandboxArgs> for SandboxConfig {
+    fn from(args: &SandboxArgs) -> Self {
+        Self {
+            seccomp: args.seccomp,
+            sandbox: args.sandbox,
+        }
+    }
 }
 
 /// Why socket options were rejected.

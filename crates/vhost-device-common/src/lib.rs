@@ -11,6 +11,8 @@
 //!   survives a reconnect; SIGTERM/SIGINT end the process with status 0 and unlink the sockets.
 //! - [`queue`]: the EVENT_IDX drain loop and the worker exit event.
 //! - [`logging`]: `env_logger` set-up honouring `RUST_LOG`.
+//! - [`sandbox`]: `--seccomp`/`--sandbox`; no_new_privs, no capabilities, Landlock and a
+//!   seccomp allowlist, entered after setup and before serving.
 //!
 //! A typical `main`:
 //!
@@ -32,6 +34,7 @@ pub mod chain;
 pub mod listener;
 pub mod logging;
 pub mod queue;
+pub mod sandbox;
 pub mod serve;
 
 /// Guest memory as the daemons see it.

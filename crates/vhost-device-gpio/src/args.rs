@@ -3,8 +3,9 @@
 use std::num::NonZeroU16;
 
 use clap::Parser;
-use vhost_device_common::args::{SocketArgs, SocketArgsError};
+use vhost_device_common::args::{SandboxArgs, SocketArgs, SocketArgsError};
 use vhost_device_common::listener::SocketConfig;
+use vhost_device_common::sandbox::SandboxConfig;
 
 /// vhost-user backend for virtio-gpio: gives guests the host's GPIO chips (or simulated
 /// ones) over vhost-user sockets.
@@ -29,6 +30,9 @@ use vhost_device_common::listener::SocketConfig;
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
+
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 
     /// GPIO devices, one per socket, separated by ':'.
     ///
@@ -60,6 +64,8 @@ pub enum DeviceSpec {
 pub struct Config {
     /// Where to listen.
     pub sockets: SocketConfig,
+    /// The confinement entered after setup.
+    pub sandbox: SandboxConfig,
     /// The device served on each socket, in socket order.
     pub devices: Vec<DeviceSpec>,
 }
@@ -147,7 +153,11 @@ impl TryFrom<Args> for Config {
                 sockets: sockets.count(),
             });
         }
-        Ok(Self { sockets, devices })
+        Ok(Self {
+            sockets,
+            sandbox: SandboxConfig::from(&args.sandbox),
+            devices,
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use log::{error, info};
 use vhost_device_common::listener::ListenerError;
+use vhost_device_common::sandbox::{self, SandboxError};
 use vhost_device_common::serve::ServeError;
 use vhost_device_common::{capabilities, listener, logging, serve};
 use vhost_device_gpio::args::{Args, Config, ConfigError};
@@ -21,6 +22,8 @@ enum MainError {
     Open(#[from] OpenError),
     #[error("cannot listen")]
     Listen(#[from] ListenerError),
+    #[error("cannot enter the sandbox")]
+    Sandbox(#[from] SandboxError),
     #[error("serving failed")]
     Serve(#[from] ServeError),
 }
@@ -38,6 +41,7 @@ fn run(args: Args) -> Result<(), MainError> {
     for (socket, source) in sockets.iter().zip(&sources) {
         info!("{}: {}", socket.describe(), source.describe());
     }
+    sandbox::enter(&config.sandbox, &vhost_device_gpio::SYSCALLS, &sockets)?;
     serve::run(NAME, sockets, signals, move |index| {
         vhost_device_gpio::backend(&sources, index)
     })?;

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use clap::Parser;
-use vhost_device_common::args::{SocketArgs, SocketArgsError};
+use vhost_device_common::args::{SandboxArgs, SocketArgs, SocketArgsError};
 use vhost_device_common::listener::SocketConfig;
+use vhost_device_common::sandbox::SandboxConfig;
 use virtio_i2c_core::Address;
 
 use crate::sim::Model;
@@ -34,6 +35,9 @@ use crate::sim::Model;
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
+
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 
     /// Host devices to serve: BUS:ADDR[:ADDR...][,BUS:ADDR...].
     ///
@@ -91,6 +95,8 @@ pub struct AdapterSpec {
 pub struct Config {
     /// Where to listen.
     pub sockets: SocketConfig,
+    /// The confinement entered after setup.
+    pub sandbox: SandboxConfig,
     /// Host adapters and their devices.
     pub adapters: Vec<AdapterSpec>,
     /// Simulated devices.
@@ -200,6 +206,7 @@ impl TryFrom<Args> for Config {
         }
         Ok(Config {
             sockets,
+            sandbox: SandboxConfig::from(&args.sandbox),
             adapters,
             simulated,
         })
