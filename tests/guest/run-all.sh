@@ -54,7 +54,7 @@ KDIR="$(tail -n 1 "$LOGS/setup.out")"
 log "step setup: $(elapsed "$t") s (kernel: $KDIR)"
 
 t="$(now_s)"
-BIN_DIR="$REPO_ROOT/target/release"
+BIN_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
 if ! (cd "$REPO_ROOT" && cargo build --release --locked -p vhost-device-i2c -p vhost-device-gpio -p vhost-device-guest-tests) \
     > "$LOGS/cargo-build.log" 2>&1; then
     tail -n 30 "$LOGS/cargo-build.log" >&2

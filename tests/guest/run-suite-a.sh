@@ -8,7 +8,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-INITRD="" BIN_DIR="$REPO_ROOT/target/release" LOG_DIR="" KDIR_ARGS=()
+INITRD="" BIN_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release" LOG_DIR="" KDIR_ARGS=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --initrd) INITRD="$2"; shift 2 ;;
