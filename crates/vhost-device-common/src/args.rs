@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use crate::listener::SocketConfig;
 use crate::sandbox::{SandboxConfig, SandboxMode, SeccompMode};
 
-/// `-s/--socket-path`, `-c/--socket-count` and `--fd`; flatten into a daemon's `Args`.
+/// `-s/--socket-path`, `-c/--socket-count`, `--fd` and `--print-capabilities`; flatten into
+/// a daemon's `Args`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 #[group(skip)]
 pub struct SocketArgs {
@@ -38,6 +39,14 @@ pub struct SocketArgs {
     /// Creates PATH0 ... PATH{N-1}, each serving one guest at a time.
     #[arg(short = 'c', long = "socket-count", value_name = "N", default_value_t = NonZeroUsize::MIN)]
     pub socket_count: NonZeroUsize,
+
+    /// Print the vhost-user backend capabilities as JSON and exit.
+    ///
+    /// Prints {"type": "<device type>", "features": []} and exits 0, ignoring every other
+    /// option. (Answered before the command line is parsed, see `capabilities`; declared here
+    /// so that --help lists it.)
+    #[arg(long = "print-capabilities")]
+    pub print_capabilities: bool,
 }
 
 /// `--seccomp` and `--sandbox`, flattened into each daemon's `Args`.

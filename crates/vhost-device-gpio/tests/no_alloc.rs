@@ -19,9 +19,9 @@
 )]
 
 use vhost_device_common::{GuestMemory, Vring};
-use vhost_device_gpio::backend;
+use vhost_device_gpio::GpioDaemon;
+use vhost_device_gpio::backend::GpioBackend;
 use vhost_device_gpio::host::{Host, HostSource};
-use vhost_device_gpio::vhu_gpio::GpioBackend;
 use vhost_user_backend::VhostUserBackend;
 use vhost_user_test_frontend::inproc::{
     Buf, CountingAllocator, RingDriver, Rings, allocations_in, vring,
@@ -88,7 +88,7 @@ struct Setup {
 
 fn setup(event_idx: bool) -> Setup {
     // The backend exactly as the daemon makes it for `-l s8`.
-    let backend = backend(&[HostSource::Simulated(8)], 0).unwrap();
+    let backend = GpioDaemon::backend_for(&[HostSource::Simulated(8)], 0).unwrap();
     let mmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
     let mem: GuestMemory = GuestMemoryAtomic::new(mmap.clone());
     let (requestq, request_call) = vring(&mem, REQUEST_RINGS, event_idx).unwrap();

@@ -36,7 +36,13 @@ fn library_writes_both_pages() {
     check(
         &dir,
         "vhost-device-i2c.1",
-        &["--socket-path", "--device-list", "--simulate", "--seccomp", "--sandbox"],
+        &[
+            "--socket-path",
+            "--device-list",
+            "--simulate",
+            "--seccomp",
+            "--sandbox",
+        ],
     );
     check(
         &dir,
@@ -66,7 +72,13 @@ fn binary_writes_and_prints_paths() {
     check(
         &dir,
         "vhost-device-i2c.1",
-        &["--socket-path", "--device-list", "--simulate", "--seccomp", "--sandbox"],
+        &[
+            "--socket-path",
+            "--device-list",
+            "--simulate",
+            "--seccomp",
+            "--sandbox",
+        ],
     );
     check(
         &dir,

@@ -3,9 +3,9 @@
 //! The chip is opened and its line names read once at startup ([`ChipInfo`]), and that one
 //! open chip serves every line request of every connection: a request is the GET_LINE ioctl
 //! on the chip's fd, never a new open (after setup the daemon opens no files). Each
-//! connection gets a [`CdevChip`] with no line requested: a line is requested (consumer
+//! connection gets a [`LinuxChip`] with no line requested: a line is requested (consumer
 //! `vhost-device-gpio`) when the guest gives it a direction or an interrupt type and
-//! released on direction NONE; dropping the `CdevChip` releases every line. Every request's
+//! released on direction NONE; dropping the `LinuxChip` releases every line. Every request's
 //! fd is added to one epoll instance, whose fd the vhost-user worker waits on.
 
 use std::fs::File;
@@ -18,7 +18,7 @@ use gpiocdev_uapi::v2;
 use virtio_gpio_core::{Direction, Edge, EdgeDetection, GpioHost, LineConfig};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
-use super::HostError;
+use super::error::HostError;
 
 /// Consumer label of every line request.
 pub const CONSUMER: &str = "vhost-device-gpio";
@@ -209,13 +209,13 @@ impl AsRawFd for LineRequest {
 
 /// One connection's view of a host chip.
 #[derive(Debug)]
-pub struct CdevChip {
+pub struct LinuxChip {
     info: Arc<ChipInfo>,
     requests: Vec<Option<LineRequest>>,
     epoll: Epoll,
 }
 
-impl CdevChip {
+impl LinuxChip {
     /// A connection's chip, with no line requested.
     pub fn new(info: Arc<ChipInfo>) -> Result<Self, HostError> {
         let epoll = Epoll::new().map_err(|source| HostError::Event {
@@ -264,7 +264,7 @@ impl CdevChip {
     }
 }
 
-impl GpioHost for CdevChip {
+impl GpioHost for LinuxChip {
     type Error = HostError;
 
     fn num_lines(&self) -> u16 {
@@ -348,7 +348,7 @@ impl GpioHost for CdevChip {
     }
 }
 
-impl AsRawFd for CdevChip {
+impl AsRawFd for LinuxChip {
     fn as_raw_fd(&self) -> RawFd {
         self.epoll.as_raw_fd()
     }
@@ -415,7 +415,7 @@ mod tests {
             label: "test".into(),
             names: vec![String::new(); 4],
         };
-        let mut chip = CdevChip::new(Arc::new(info)).unwrap();
+        let mut chip = LinuxChip::new(Arc::new(info)).unwrap();
         for direction in [Direction::In, Direction::Out] {
             let err = chip
                 .configure(
