@@ -109,9 +109,16 @@ if (( i2c_ok && gpio_ok )); then
     alive gpio suite-a-reconnect
 fi
 
-# SIGTERM ends each daemon promptly.
+# After all that, each daemon still runs under its sandbox (seccomp filter, no_new_privs,
+# no capabilities) and SIGTERM ends it promptly, removing its socket (Landlock allows that).
 for name in "${!PIDS[@]}"; do
     pid="${PIDS[$name]}"
+    st="$(awk '$1 ~ /^(Seccomp|NoNewPrivs|CapEff):$/ { printf "%s%s ", $1, $2 }' "/proc/$pid/status" 2>/dev/null)"
+    if [[ "$st" == "CapEff:0000000000000000 NoNewPrivs:1 Seccomp:2 " ]]; then
+        pass "host.$name-confined"
+    else
+        fail "host.$name-confined" "/proc/$pid/status: $st"
+    fi
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
@@ -119,6 +126,11 @@ for name in "${!PIDS[@]}"; do
         kill -KILL "$pid" 2>/dev/null || true
     else
         pass "host.$name-sigterm"
+    fi
+    if [[ -e "$RUN/$name.sock0" ]]; then
+        fail "host.$name-socket-removed" "$RUN/$name.sock0 still exists after SIGTERM"
+    else
+        pass "host.$name-socket-removed"
     fi
     wait "$pid" 2>/dev/null || true
     unset "PIDS[$name]"
