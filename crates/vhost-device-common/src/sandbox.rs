@@ -349,16 +349,16 @@ mod sys {
     pub use libc::{SYS_epoll_wait as epoll_wait, SYS_readlink as readlink, SYS_unlink as unlink};
 }
 
-/// Allowed with any arguments. Seen under strace in every test and guest suite: accept4,
+/// Allowed with any arguments. Seen under strace in the daemons' test suites: accept4,
 /// clone3, close, epoll_create1, epoll_ctl, epoll_wait, eventfd2, exit, exit_group, futex,
-/// getrandom, gettid, madvise, munmap, read, recvmsg, rseq, rt_sigaction, rt_sigprocmask,
-/// rt_sigtimedwait, sched_getaffinity, sendmsg, set_robust_list, shutdown, sigaltstack,
-/// unlink, write (and ppoll on a host GPIO chip). The others are rare paths or other
-/// libcs/architectures: brk, mremap (allocator growth), clock_gettime (no vDSO),
-/// clock_nanosleep/nanosleep (the accept retry pause), clone (pthread_create before glibc
-/// 2.34), epoll_pwait, readlinkat, unlinkat (aarch64), getpid/tgkill (abort),
-/// rt_sigreturn (signal handlers), sched_yield (lock back-off), writev (vectored log
-/// writes), fstat/newfstatat/statx/readlink (checks of frontend fds).
+/// getrandom, gettid, madvise, munmap, read, readlink and statx (checks of frontend fds),
+/// recvmsg, rseq, rt_sigaction, rt_sigprocmask, rt_sigtimedwait, sched_getaffinity,
+/// sendmsg, set_robust_list, shutdown, sigaltstack, unlink, write (and ppoll on a host GPIO
+/// chip). The others are rare paths or other libcs/architectures: brk, mremap (allocator
+/// growth), clock_gettime (no vDSO), clock_nanosleep/nanosleep (the accept retry pause),
+/// clone (pthread_create before glibc 2.34), epoll_pwait, readlinkat, unlinkat (aarch64),
+/// getpid/tgkill (abort), rt_sigreturn (signal handlers), sched_yield (lock back-off),
+/// writev (vectored log writes), fstat/newfstatat (other libcs' fstat).
 #[cfg(target_arch = "x86_64")]
 const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     accept4,
@@ -456,8 +456,8 @@ const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     writev,
 );
 
-/// fcntl commands: F_DUPFD_CLOEXEC and F_GETFD (seen: fd clones), F_SETFD, and
-/// F_GETFL/F_SETFL (non-blocking frontend fds).
+/// fcntl commands: F_DUPFD_CLOEXEC, F_GETFD and F_GETFL (seen: fd clones, the frontend fd
+/// checks), F_SETFD, and F_SETFL (making a blocking frontend eventfd non-blocking).
 const FCNTL_COMMANDS: &[u64] = &[
     libc::F_DUPFD_CLOEXEC as u64,
     libc::F_GETFD as u64,

@@ -1,7 +1,7 @@
 //! The sandbox of the real `vhost-device-gpio` binary (checks shared with the other daemon in
 //! vhost-user-test-frontend's `confinement` module): confined in every thread while
 //! serving, as root and as an unprivileged user; a forbidden call kills it with SIGSYS under
-//! the default `--seccomp kill` and goes through under `--seccomp log`; Landlock refuses new
+//! the default `--seccomp kill` (and under `trap`) and goes through under `--seccomp log`; Landlock refuses new
 //! opens; `--sandbox none` turns it all off.
 #![allow(clippy::unwrap_used)]
 
@@ -34,7 +34,12 @@ fn confined_while_serving_as_an_unprivileged_user() {
 
 #[test]
 fn forbidden_call_kills_with_sigsys() {
-    confinement::check_forbidden_call_kills(&SUBJECT).unwrap();
+    confinement::check_forbidden_call_kills(&SUBJECT, &[]).unwrap();
+}
+
+#[test]
+fn forbidden_call_under_trap_raises_sigsys() {
+    confinement::check_forbidden_call_kills(&SUBJECT, &["--seccomp", "trap"]).unwrap();
 }
 
 #[test]

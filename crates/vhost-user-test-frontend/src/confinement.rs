@@ -289,10 +289,11 @@ pub fn check_confined_while_serving(
     Ok(())
 }
 
-/// Under the default `--seccomp kill`, a forbidden call (socket(2), from a thread started
-/// after the sandbox) kills the whole process with SIGSYS.
-pub fn check_forbidden_call_kills(subject: &Subject) -> Result<(), CheckFailed> {
-    let mut daemon = subject.start(&[], Some("socket"), None)?;
+/// Under the default `--seccomp kill` (`extra` empty), or `--seccomp trap` (SIGSYS to the
+/// calling thread, unhandled), a forbidden call (socket(2), from a thread started after the
+/// sandbox) ends the whole process with SIGSYS.
+pub fn check_forbidden_call_kills(subject: &Subject, extra: &[&str]) -> Result<(), CheckFailed> {
+    let mut daemon = subject.start(extra, Some("socket"), None)?;
     let status = daemon.wait_exit()?;
     if status.signal() != Some(libc::SIGSYS) {
         return fail(format!(
@@ -301,12 +302,13 @@ pub fn check_forbidden_call_kills(subject: &Subject) -> Result<(), CheckFailed> 
         ));
     }
     if daemon.log().contains("socket() returned") {
-        return fail("socket() returned under --seccomp kill");
+        return fail(format!("socket() returned under {extra:?}"));
     }
     Ok(())
 }
 
-/// Under `--seccomp log` the same call goes through (and is audited) and the daemon serves.
+/// Under `--seccomp log` the same call goes through (and is audited) and the daemon serves,
+/// with the filter installed in every thread.
 pub fn check_log_mode_lets_it_through(subject: &Subject) -> Result<(), CheckFailed> {
     let mut daemon = subject.start(&["--seccomp", "log"], Some("socket"), None)?;
     let line = daemon.wait_log("socket() returned")?;
@@ -315,6 +317,12 @@ pub fn check_log_mode_lets_it_through(subject: &Subject) -> Result<(), CheckFail
     }
     let frontend = subject.connect(&daemon)?;
     daemon.assert_running()?;
+    let threads = daemon.threads()?;
+    if threads.iter().any(|t| t.seccomp != "2") {
+        return fail(format!(
+            "--seccomp log: a thread has no filter: {threads:?}"
+        ));
+    }
     frontend.disconnect();
     Ok(())
 }
