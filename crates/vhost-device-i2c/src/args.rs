@@ -65,6 +65,8 @@ pub struct Config {
     pub adapters: Vec<AdapterSpec>,
     /// Simulated devices.
     pub simulated: Vec<(Model, Address)>,
+    /// `--trace`.
+    pub trace: bool,
 }
 
 /// Why the command line was rejected.
@@ -172,6 +174,7 @@ impl TryFrom<Args> for Config {
             sockets,
             adapters,
             simulated,
+            trace: args.sockets.trace,
         })
     }
 }
