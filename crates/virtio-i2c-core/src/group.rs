@@ -216,8 +216,11 @@ impl<T> Group<T> {
             };
             complete(slot.token, ok, data);
         }
+        // The group is over however it ended (its last request, the end of the batch, an
+        // unusable chain): nothing of it, the overflow included, carries into the next one.
         self.used = 0;
         self.failed = false;
+        self.overflowing = false;
         error
     }
 }
@@ -395,6 +398,53 @@ mod tests {
         let mut ok_seen = false;
         g.finish(|_| -> Result<(), ()> { Ok(()) }, |_, ok, _| ok_seen = ok);
         assert!(ok_seen);
+    }
+
+    #[test]
+    fn group_over_limit_cut_by_batch_end_does_not_poison_next_group() {
+        // More than 42 messages, all with FAIL_NEXT, then the available ring runs dry: the
+        // transport ends the group (batch end) without a last request.
+        let mut g: Group<usize> = Group::new();
+        let mut failed_now = Vec::new();
+        for i in 0..43 {
+            let p = g.push(
+                Entry::Valid {
+                    header: hdr(0x50, false),
+                    len: 1,
+                },
+                false,
+                i,
+            );
+            if let Pushed::FailNow(t) = p {
+                failed_now.push(t);
+            }
+        }
+        assert_eq!(failed_now, [42]);
+        let mut seen = 0;
+        g.finish(
+            |_| -> Result<(), ()> { panic!("must not execute") },
+            |_, ok, _| {
+                assert!(!ok);
+                seen += 1;
+            },
+        );
+        assert_eq!(seen, 42);
+        // The next batch's first request is a fresh group of its own.
+        let p = g.push(
+            Entry::Valid {
+                header: hdr(0x50, false),
+                len: 0,
+            },
+            true,
+            100,
+        );
+        assert_eq!(p, Pushed::Held, "first request of the next batch");
+        let mut answers = Vec::new();
+        g.finish(
+            |_| -> Result<(), ()> { Ok(()) },
+            |t, ok, _| answers.push((t, ok)),
+        );
+        assert_eq!(answers, [(100, true)]);
     }
 
     #[test]
