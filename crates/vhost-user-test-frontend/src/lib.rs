@@ -19,6 +19,7 @@
 //! ```
 
 pub mod bench;
+pub mod guest_script;
 pub mod hostile;
 pub mod inproc;
 mod layout;
