@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use log::{error, info};
 use vhost_device_common::listener::ListenerError;
+use vhost_device_common::report::Chain;
 use vhost_device_common::serve::ServeError;
 use vhost_device_common::{capabilities, listener, logging, serve};
 use vhost_device_gpio::args::{Args, Config, ConfigError};
 use vhost_device_gpio::host::{HostSource, OpenError};
-use vhost_device_gpio::protocol::ErrorChain;
 
 const NAME: &str = "vhost-device-gpio";
 
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{}", ErrorChain(&e));
+            error!("{}", Chain(&e));
             ExitCode::FAILURE
         }
     }

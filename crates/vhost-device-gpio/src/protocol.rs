@@ -6,6 +6,7 @@
 
 use log::debug;
 use vhost_device_common::chain::{ChainError, ChainLayout, Segments};
+use vhost_device_common::report::Chain;
 use virtio_gpio_core::device::DeviceError;
 use virtio_gpio_core::msg::{
     self, EVENT_REQUEST_SIZE, EventRequestError, REQUEST_SIZE, RESPONSE_SIZE, RequestError,
@@ -73,7 +74,7 @@ pub fn process_request<H: GpioHost, M: GuestMemory + ?Sized>(
     match execute(device, mem, chain, on_event) {
         Ok(len) => used_len(len),
         Err(e) => {
-            debug!("request {}: {}", chain.head, ErrorChain(&e));
+            debug!("request {}: {}", chain.head, Chain(&e));
             let response = msg::encode_response(Status::Err, 0);
             let len = chain.writable.len().min(RESPONSE_SIZE);
             match response
@@ -168,22 +169,6 @@ pub fn process_event<H: GpioHost, M: GuestMemory + ?Sized>(
     match device.queue_event(line, buffer) {
         None => EventDisposition::Held,
         Some((buffer, status)) => EventDisposition::Complete(buffer.complete(mem, status)),
-    }
-}
-
-/// Displays an error with its sources, `a: b: c`.
-#[derive(Debug)]
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(e) = source {
-            write!(f, ": {e}")?;
-            source = e.source();
-        }
-        Ok(())
     }
 }
 

@@ -1,15 +1,14 @@
 //! The vhost-user backend: turns requestq descriptor chains into calls of the device logic.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use log::{debug, error, warn};
+use log::{debug, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_device_common::chain::{ChainLayout, Segments, layout};
-use vhost_device_common::queue::{ChainSink, UsedRing, drain, worker_exit_event};
+use vhost_device_common::queue::{ChainSink, UsedRing, WorkerExitEvents, drain};
 use vhost_device_common::serve::DaemonBackend;
-use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring};
+use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring, memory};
 use vhost_user_backend::VhostUserBackend;
 use virtio_i2c_core::group::{Entry, Pushed};
 use virtio_i2c_core::request::{OUT_HDR_LEN, fail_next_of, parse_header};
@@ -43,10 +42,7 @@ pub struct I2cBackend {
 #[derive(Debug)]
 struct Inner {
     bus: Arc<Bus>,
-    /// vhost-user-backend hands every `update_memory` the same `GuestMemoryAtomic` (it
-    /// swaps the mapping inside), so the first one is kept and read without a lock.
-    mem: OnceLock<GuestMemory>,
-    event_idx: AtomicBool,
+    exit_events: WorkerExitEvents,
     /// Only the one vring worker thread takes this lock; it never waits.
     group: Mutex<Group<Pending>>,
 }
@@ -57,8 +53,7 @@ impl I2cBackend {
         I2cBackend {
             inner: Arc::new(Inner {
                 bus,
-                mem: OnceLock::new(),
-                event_idx: AtomicBool::new(false),
+                exit_events: WorkerExitEvents::default(),
                 group: Mutex::new(Group::new()),
             }),
         }
@@ -98,13 +93,7 @@ fn decode(bus: &Bus, mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
     (Entry::Valid { header, len }, last)
 }
 
-fn complete(
-    mem: &GuestMemoryMmap,
-    used: &mut UsedRing<'_, GuestMemory>,
-    p: Pending,
-    ok: bool,
-    data: &[u8],
-) {
+fn complete(mem: &GuestMemoryMmap, used: &mut UsedRing<'_>, p: Pending, ok: bool, data: &[u8]) {
     let Some(status_at) = p.writable.len().checked_sub(1) else {
         // No byte to write a status into: return the chain untouched.
         used.add(p.head, 0);
@@ -131,7 +120,7 @@ struct RequestSink<'a> {
 }
 
 impl RequestSink<'_> {
-    fn finish(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_, GuestMemory>) {
+    fn finish(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_>) {
         let bus = self.bus;
         let err = self.group.finish(
             |msgs| bus.run(msgs),
@@ -144,11 +133,11 @@ impl RequestSink<'_> {
     }
 }
 
-impl ChainSink<(), GuestMemory> for RequestSink<'_> {
+impl ChainSink for RequestSink<'_> {
     fn chain(
         &mut self,
         chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
-        used: &mut UsedRing<'_, GuestMemory>,
+        used: &mut UsedRing<'_>,
     ) {
         let mem = chain.memory();
         let l = match layout(chain.clone()) {
@@ -181,7 +170,7 @@ impl ChainSink<(), GuestMemory> for RequestSink<'_> {
         }
     }
 
-    fn batch_end(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_, GuestMemory>) {
+    fn batch_end(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_>) {
         // A group cut off by the end of the available ring still runs: waiting for the rest
         // would stall a guest that (wrongly) set FAIL_NEXT on its last request.
         if !self.group.is_empty() {
@@ -210,18 +199,19 @@ impl VhostUserBackend for I2cBackend {
         VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK
     }
 
-    fn set_event_idx(&self, enabled: bool) {
-        self.inner.event_idx.store(enabled, Ordering::Release);
+    fn set_event_idx(&self, _enabled: bool) {
+        // The vrings know it (the library sets it on each queue); the drain loop reads it there.
     }
 
     fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
-        // Later calls carry the same atomic (updated in place): nothing to replace.
-        let _ = self.inner.mem.set(mem);
-        Ok(())
+        // The vrings read guest memory through the same atomic the library updates in place;
+        // this only refuses a table that would crash the process (the rings check it again
+        // before they touch it).
+        memory::check_update(&mem)
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        worker_exit_event()
+        self.inner.exit_events.create()
     }
 
     fn handle_event(
@@ -239,10 +229,6 @@ impl VhostUserBackend for I2cBackend {
             warn!("event for unknown queue {device_event}");
             return Ok(());
         };
-        let Some(mem) = self.inner.mem.get() else {
-            // A kick before SET_MEM_TABLE: nothing can be read yet.
-            return Ok(());
-        };
         let mut group = self
             .inner
             .group
@@ -252,12 +238,13 @@ impl VhostUserBackend for I2cBackend {
             bus: &self.inner.bus,
             group: &mut group,
         };
-        let event_idx = self.inner.event_idx.load(Ordering::Acquire);
-        drain(vring, mem, event_idx, &mut sink).map_err(|e| {
-            error!("requestq: {e}");
-            io::Error::other(e)
-        })
+        drain(vring, &mut sink);
+        Ok(())
     }
 }
 
-impl DaemonBackend for I2cBackend {}
+impl DaemonBackend for I2cBackend {
+    fn exit_events(&self) -> &WorkerExitEvents {
+        &self.inner.exit_events
+    }
+}
