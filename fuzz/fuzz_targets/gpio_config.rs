@@ -3,6 +3,9 @@
 //! requested window clipped to the space.
 #![no_main]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use libfuzzer_sys::fuzz_target;
 use vhost_device_gpio::host::SimChip;
 use vhost_device_gpio::vhu_gpio::GpioBackend;
@@ -32,10 +35,18 @@ fuzz_target!(|data: &[u8]| {
 
     assert_eq!(bounded_read(space, offset, size), window(space, offset, size).as_slice());
 
-    let chip = SimChip::new(lines).expect("simulated chip");
-    let backend = GpioBackend::new(chip).expect("lines > 0");
-    let full = backend.get_config(0, 8);
-    assert_eq!(full.len(), 8);
-    assert_eq!(u16::from_le_bytes([full[0], full[1]]), lines);
-    assert_eq!(backend.get_config(offset, size), window(&full, offset, size));
+    // GET_CONFIG changes nothing: one backend per line count serves every input.
+    thread_local! {
+        static BACKENDS: RefCell<HashMap<u16, GpioBackend<SimChip>>> = RefCell::new(HashMap::new());
+    }
+    BACKENDS.with(|b| {
+        let mut b = b.borrow_mut();
+        let backend = b.entry(lines).or_insert_with(|| {
+            GpioBackend::new(SimChip::new(lines).expect("simulated chip")).expect("lines > 0")
+        });
+        let full = backend.get_config(0, 8);
+        assert_eq!(full.len(), 8);
+        assert_eq!(u16::from_le_bytes([full[0], full[1]]), lines);
+        assert_eq!(backend.get_config(offset, size), window(&full, offset, size));
+    });
 });
