@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use vhost_device_gpio::host::SimChip;
-use vhost_device_gpio::vhu_gpio::GpioBackend;
+use vhost_device_gpio::backend::GpioBackend;
 use vhost_user_backend::VhostUserBackend;
 use virtio_gpio_core::msg::bounded_read;
 
@@ -42,7 +42,8 @@ fuzz_target!(|data: &[u8]| {
     BACKENDS.with(|b| {
         let mut b = b.borrow_mut();
         let backend = b.entry(lines).or_insert_with(|| {
-            GpioBackend::new(SimChip::new(lines).expect("simulated chip")).expect("lines > 0")
+            GpioBackend::new(SimChip::new(lines).expect("simulated chip"), false)
+                .expect("lines > 0")
         });
         let full = backend.get_config(0, 8);
         assert_eq!(full.len(), 8);

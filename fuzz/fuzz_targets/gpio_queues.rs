@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vhost_device_gpio::backend;
+use vhost_device_gpio::GpioDaemon;
 use vhost_device_gpio::host::HostSource;
 use vhost_user_test_frontend::guest_script::{self, ScriptDevice};
 
@@ -19,7 +19,8 @@ const DEVICE: ScriptDevice<'static> = ScriptDevice {
 };
 
 fuzz_target!(|script: &[u8]| {
-    let backend = backend(&[HostSource::Simulated(8)], 0).expect("simulated chip");
+    let backend =
+        GpioDaemon::backend_for(&[HostSource::Simulated(8)], 0, false).expect("simulated chip");
     if let Err(e) = guest_script::run(&backend, DEVICE, script) {
         panic!("{}", guest_script::describe(&e));
     }

@@ -32,6 +32,7 @@
 pub mod args;
 pub mod capabilities;
 pub mod chain;
+pub mod daemon;
 pub mod listener;
 pub mod logging;
 pub mod memory;

@@ -19,9 +19,9 @@
 
 use std::path::{Path, PathBuf};
 
-use vhost_device_gpio::backend;
+use vhost_device_gpio::GpioDaemon;
+use vhost_device_gpio::backend::GpioBackend;
 use vhost_device_gpio::host::{Host, HostSource};
-use vhost_device_gpio::vhu_gpio::GpioBackend;
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_gpio_core::msg::encode_request;
 use virtio_gpio_core::msg::msg_type::{
@@ -50,7 +50,7 @@ const LEVEL_HIGH: u32 = 4;
 const LEVEL_LOW: u32 = 8;
 
 fn fresh_backend() -> GpioBackend<Host> {
-    backend(&[HostSource::Simulated(8)], 0).unwrap()
+    GpioDaemon::backend_for(&[HostSource::Simulated(8)], 0, false).unwrap()
 }
 
 fn run(script: &[u8]) -> Outcome {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use vhost_device_i2c::args::{Args, Config};
-use vhost_device_i2c::bus::Bus;
-use vhost_device_i2c::device::I2cBackend;
+use vhost_device_i2c::backend::I2cBackend;
+use vhost_device_i2c::host::Router;
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_i2c_core::request::encode_header;
 
@@ -47,9 +47,9 @@ fn backend() -> I2cBackend {
         "ds1338@0x68",
     ])
     .unwrap();
-    I2cBackend::new(Arc::new(
-        Bus::open(&Config::try_from(args).unwrap()).unwrap(),
-    ))
+    let config = Config::try_from(args).unwrap();
+    let router = Router::open(&config.adapters, &config.simulated).unwrap();
+    I2cBackend::new(Arc::new(router), false)
 }
 
 fn run(script: &[u8]) -> Outcome {

@@ -9,33 +9,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::adapter::Message;
+use crate::message::Message;
 use crate::request::{Address, RequestHeader};
 use crate::{MAX_GROUP_MESSAGES, MAX_MESSAGE_LEN};
-
-/// Why a request was failed without being executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupError {
-    /// The message is longer than [`MAX_MESSAGE_LEN`].
-    MessageTooLong(usize),
-    /// The group has more than [`MAX_GROUP_MESSAGES`] messages.
-    TooManyMessages,
-}
-
-impl fmt::Display for GroupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GroupError::MessageTooLong(n) => {
-                write!(f, "message of {n} bytes exceeds {MAX_MESSAGE_LEN}")
-            }
-            GroupError::TooManyMessages => {
-                write!(f, "group exceeds {MAX_GROUP_MESSAGES} messages")
-            }
-        }
-    }
-}
-
-impl core::error::Error for GroupError {}
 
 /// A request as the transport decoded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,9 +125,12 @@ impl<T> Group<T> {
             }
         };
         let offset = self.used;
-        // The arena holds MAX_GROUP_MESSAGES messages of MAX_MESSAGE_LEN, so this fits.
         let end = offset.saturating_add(len);
+        // Invariant, not guest input: at most MAX_GROUP_MESSAGES messages (checked above) of
+        // at most MAX_MESSAGE_LEN bytes (checked above) fit the arena. Should it ever break,
+        // the request fails rather than being truncated.
         let Some(buf) = self.arena.get_mut(offset..end) else {
+            debug_assert!(false, "group arena overflow: {offset}+{len}");
             self.failed = true;
             return Pushed::FailNow(token);
         };
@@ -174,13 +153,14 @@ impl<T> Group<T> {
     }
 
     /// Runs the group with `exec` (unless it already failed) and answers every request in
-    /// order through `complete(token, ok, read_data)`. Returns `exec`'s error, if any.
+    /// order through `complete(token, ok, read_data)`. Returns why the group failed, if it
+    /// ran and failed, or if the group's own bookkeeping is broken (a bug, never guest input).
     pub fn finish<E>(
         &mut self,
         exec: impl FnOnce(&mut [Message<'_>]) -> Result<(), E>,
         mut complete: impl FnMut(T, bool, &[u8]),
-    ) -> Option<E> {
-        let mut error = None;
+    ) -> Option<GroupFailure<E>> {
+        let mut failure = None;
         let ok = if self.failed || self.slots.is_empty() {
             false
         } else {
@@ -189,40 +169,89 @@ impl<T> Group<T> {
                 read: false,
                 buf: &mut [],
             });
-            let mut rest: &mut [u8] = self.arena.get_mut(..self.used).unwrap_or_default();
-            for (msg, slot) in msgs.iter_mut().zip(self.slots.iter()) {
-                let (head, tail) = rest.split_at_mut(slot.len.min(rest.len()));
-                msg.addr = slot.addr;
-                msg.read = slot.read;
-                msg.buf = head;
-                rest = tail;
-            }
-            let n = self.slots.len();
-            match exec(msgs.get_mut(..n).unwrap_or_default()) {
-                Ok(()) => true,
-                Err(e) => {
-                    error = Some(e);
+            match carve(&mut self.arena, self.used, &self.slots, &mut msgs) {
+                Ok(msgs) => match exec(msgs) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(GroupFailure::Exec(e));
+                        false
+                    }
+                },
+                Err(what) => {
+                    debug_assert!(false, "{what}");
+                    failure = Some(GroupFailure::Internal(what));
                     false
                 }
             }
         };
         for slot in self.slots.drain(..) {
-            let data: &[u8] = if ok && slot.read {
+            let read_data = if ok && slot.read {
                 self.arena
                     .get(slot.offset..slot.offset.saturating_add(slot.len))
-                    .unwrap_or_default()
             } else {
-                &[]
+                Some(&[][..])
             };
-            complete(slot.token, ok, data);
+            match read_data {
+                Some(data) => complete(slot.token, ok, data),
+                None => {
+                    // Invariant: every slot lies inside `used` (carve checked it).
+                    debug_assert!(false, "message outside the group arena");
+                    failure = Some(GroupFailure::Internal("message outside the group arena"));
+                    complete(slot.token, false, &[]);
+                }
+            }
         }
         // The group is over however it ended (its last request, the end of the batch, an
         // unusable chain): nothing of it, the overflow included, carries into the next one.
         self.used = 0;
         self.failed = false;
         self.overflowing = false;
-        error
+        failure
     }
+}
+
+/// Cuts the arena's first `used` bytes into the slots' message buffers, in order.
+///
+/// Fails (instead of truncating a message) if the bookkeeping is inconsistent: more slots
+/// than messages, `used` beyond the arena, or slot lengths that do not add up to `used`.
+fn carve<'a, 'm, T>(
+    arena: &'a mut [u8],
+    used: usize,
+    slots: &[MessageSlot<T>],
+    msgs: &'m mut [Message<'a>; MAX_GROUP_MESSAGES],
+) -> Result<&'m mut [Message<'a>], &'static str> {
+    let mut rest = arena
+        .get_mut(..used)
+        .ok_or("group arena use beyond its size")?;
+    let msgs = msgs
+        .get_mut(..slots.len())
+        .ok_or("more messages in a group than the limit")?;
+    for (msg, slot) in msgs.iter_mut().zip(slots) {
+        let (head, tail) = rest
+            .split_at_mut_checked(slot.len)
+            .ok_or("group messages longer than the arena in use")?;
+        msg.addr = slot.addr;
+        msg.read = slot.read;
+        msg.buf = head;
+        rest = tail;
+    }
+    if rest.is_empty() {
+        Ok(msgs)
+    } else {
+        Err("group arena in use longer than its messages")
+    }
+}
+
+/// Why a finished group failed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupFailure<E> {
+    /// The host transaction failed or had no equivalent on the adapter.
+    #[error("the transfer failed")]
+    Exec(#[source] E),
+    /// The group's own bookkeeping is inconsistent: a bug, not something a guest can cause;
+    /// the group was failed instead of running with truncated messages.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 #[cfg(test)]
@@ -295,7 +324,7 @@ mod tests {
         }
         let mut seen = Vec::new();
         let err = g.finish(|_| Err("nak"), |t, ok, _| seen.push((t, ok)));
-        assert_eq!(err, Some("nak"));
+        assert_eq!(err, Some(GroupFailure::Exec("nak")));
         assert_eq!(seen, [(0, false), (1, false), (2, false)]);
     }
 

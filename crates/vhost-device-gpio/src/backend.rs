@@ -1,27 +1,25 @@
-//! The vhost-user side: features, config space, and the worker's three event sources
-//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread.
+//! The vhost-user backend: features, config space, and the worker's three event sources
+//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread; the chains
+//! themselves are handled by [`crate::chains`].
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use log::{debug, error, warn};
+use log::{error, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_device_common::chain::{self, ChainLayout};
-use vhost_device_common::queue::{self, ChainMemory, ChainSink, UsedRing, WorkerExitEvents};
+use vhost_device_common::queue::{self, UsedRing, WorkerExitEvents};
 use vhost_device_common::report::Chain;
 use vhost_device_common::serve::DaemonBackend;
 use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring, memory};
 use vhost_user_backend::{VhostUserBackend, VringEpollHandler};
 use virtio_gpio_core::device::NoLinesError;
 use virtio_gpio_core::msg::{CONFIG_SIZE, VIRTIO_GPIO_F_IRQ, bounded_read};
-use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost};
-use virtio_queue::DescriptorChain;
-use vm_memory::GuestMemoryMmap;
+use virtio_gpio_core::{GpioDevice, GpioHost};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
-use crate::protocol::{self, EventDisposition, HeldBuffer};
+use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event, trace_events};
 
 /// requestq and eventq.
 pub const NUM_QUEUES: usize = 2;
@@ -45,6 +43,7 @@ pub enum WorkerError {
 
 struct State<H> {
     device: GpioDevice<H, HeldBuffer>,
+    trace: bool,
 }
 
 struct Shared<H> {
@@ -75,65 +74,6 @@ impl<H> std::fmt::Debug for GpioBackend<H> {
     }
 }
 
-/// Completes a held eventq buffer, if the eventq runs (a buffer of a stopped eventq is
-/// dropped: it cannot be returned).
-fn complete_event(eventq: &mut Option<UsedRing<'_>>, buffer: HeldBuffer, status: EventStatus) {
-    if let Some(used) = eventq {
-        let len = buffer.complete(used.memory(), status);
-        used.add(buffer.head, len);
-    }
-}
-
-/// Drains the requestq; releases eventq buffers into the eventq's used ring.
-struct RequestSink<'a, 'u, H> {
-    device: &'a mut GpioDevice<H, HeldBuffer>,
-    eventq: &'a mut Option<UsedRing<'u>>,
-}
-
-impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let (head, len) = match chain::layout(chain.clone()) {
-            Ok(layout) => {
-                let eventq = &mut *self.eventq;
-                let len = protocol::process_request(self.device, mem, &layout, &mut |b, s| {
-                    complete_event(eventq, b, s)
-                });
-                (layout.head, len)
-            }
-            Err((head, e)) => {
-                debug!("request chain {head}: {e}");
-                (head, 0)
-            }
-        };
-        used.add(head, len);
-    }
-}
-
-/// Drains the eventq: each buffer is held on its line or returned at once.
-struct EventSink<'a, H> {
-    device: &'a mut GpioDevice<H, HeldBuffer>,
-}
-
-impl<H: GpioHost> ChainSink for EventSink<'_, H> {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let layout: Result<ChainLayout, _> = chain::layout(chain.clone());
-        match layout {
-            Ok(layout) => match protocol::process_event(self.device, mem, &layout) {
-                EventDisposition::Held => {}
-                EventDisposition::Complete(len) => {
-                    used.add(layout.head, len);
-                }
-            },
-            Err((head, e)) => {
-                debug!("eventq chain {head}: {e}");
-                used.add(head, 0);
-            }
-        }
-    }
-}
-
 impl<H> State<H>
 where
     H: GpioHost,
@@ -145,6 +85,7 @@ where
         let mut sink = RequestSink {
             device: &mut self.device,
             eventq: &mut released,
+            trace: self.trace,
         };
         queue::drain(requestq, &mut sink);
         if let Some(used) = released {
@@ -155,15 +96,20 @@ where
     fn events(&mut self, eventq: &Vring) {
         let mut sink = EventSink {
             device: &mut self.device,
+            trace: self.trace,
         };
         queue::drain(eventq, &mut sink);
     }
 
     fn host_edges(&mut self, eventq: &Vring) -> Result<(), WorkerError> {
         let mut fired = UsedRing::lock(eventq);
+        let trace = self.trace;
+        // Only grows with --trace (an empty Vec does not allocate).
+        let mut traced = Vec::new();
         self.device
-            .poll_host(&mut |b, s| complete_event(&mut fired, b, s))
+            .poll_host(&mut |b, s| complete_event(&mut fired, b, s, trace.then_some(&mut traced)))
             .map_err(|e| WorkerError::Host(Box::new(e)))?;
+        trace_events(&self.device, &mut traced);
         if let Some(used) = fired {
             used.finish();
         }
@@ -175,14 +121,14 @@ impl<H> GpioBackend<H>
 where
     H: GpioHost + AsRawFd,
 {
-    /// A backend for one frontend connection.
-    pub fn new(host: H) -> Result<Self, NoLinesError> {
+    /// A backend for one frontend connection; `trace` logs every message (`--trace`).
+    pub fn new(host: H, trace: bool) -> Result<Self, NoLinesError> {
         let host_fd = host.as_raw_fd();
         let device = GpioDevice::new(host)?;
         let config = device.config().to_bytes();
         Ok(Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State { device }),
+                state: Mutex::new(State { device, trace }),
                 exit_events: WorkerExitEvents::default(),
                 config,
                 host_fd,
@@ -310,7 +256,7 @@ mod tests {
     use crate::host::SimChip;
 
     fn backend() -> GpioBackend<SimChip> {
-        GpioBackend::new(SimChip::new(8).unwrap()).unwrap()
+        GpioBackend::new(SimChip::new(8).unwrap(), false).unwrap()
     }
 
     #[test]
