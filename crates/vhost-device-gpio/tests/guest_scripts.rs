@@ -199,6 +199,9 @@ fn seeds_pass_and_match_the_committed_corpus() {
     }
 }
 
+/// How long one replayed script may take (they take milliseconds).
+const REPLAY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[test]
 fn corpus_and_regressions_replay_clean() {
     let mut replayed = 0;
@@ -209,8 +212,20 @@ fn corpus_and_regressions_replay_clean() {
         for entry in entries {
             let path = entry.unwrap().path();
             let script = std::fs::read(&path).unwrap();
-            if let Err(e) = guest_script::run(&fresh_backend(), DEVICE, &script) {
-                panic!("{}: {}", path.display(), guest_script::describe(&e));
+            // On a thread, so that an input that hangs the device fails the test instead.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let result = guest_script::run(&fresh_backend(), DEVICE, &script)
+                    .map_err(|e| guest_script::describe(&e));
+                let _ = tx.send(result);
+            });
+            match rx.recv_timeout(REPLAY_DEADLINE) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("{}: {e}", path.display()),
+                Err(e) => panic!(
+                    "{}: no result within {REPLAY_DEADLINE:?}: {e}",
+                    path.display()
+                ),
             }
             replayed += 1;
         }
