@@ -703,7 +703,19 @@ where
                         writable,
                     });
                 };
-                queue.outstanding.swap_remove(p);
+                let returned = queue.outstanding.swap_remove(p);
+                // The guest posted this head again before getting it back: which of the
+                // postings came back is ambiguous, so the ones left keep the buffers of all.
+                for o in queue
+                    .outstanding
+                    .iter_mut()
+                    .filter(|o| o.head == returned.head)
+                {
+                    o.writable.extend_from_slice(&returned.writable);
+                    o.writable.sort_unstable();
+                    o.writable.dedup();
+                    o.writable_len = o.writable_len.max(returned.writable_len);
+                }
                 self.outcome.used = self.outcome.used.saturating_add(1);
                 i = i.wrapping_add(1);
             }
