@@ -29,6 +29,7 @@ pub mod bench;
 pub mod confinement;
 pub mod daemon;
 pub mod dut;
+pub mod guest_script;
 pub mod hostile;
 pub mod inproc;
 mod layout;
