@@ -19,6 +19,7 @@
 //! ```
 
 pub mod bench;
+pub mod binary;
 pub mod hostile;
 pub mod inproc;
 mod layout;
