@@ -3,6 +3,8 @@
 //! tests/packaging.sh) or the arm64 build under qemu-user (`VHOST_DEVICE_RUNNER`,
 //! tests/arm64.sh). It answers `--print-capabilities` as its QEMU capability file says, and
 //! a simulated EEPROM and an absent address give the same answers on every build.
+// The whole file is test code: its helpers may panic like the tests themselves.
+#![allow(clippy::panic)]
 
 mod common;
 
