@@ -3,8 +3,14 @@
 //! tests/packaging.sh) or the arm64 build under qemu-user (`VHOST_DEVICE_RUNNER`,
 //! tests/arm64.sh). It answers `--print-capabilities` as its QEMU capability file says, and
 //! a simulated EEPROM and an absent address give the same answers on every build.
-// The whole file is test code: its helpers may panic like the tests themselves.
-#![allow(clippy::panic)]
+// Test code: a panic is a failed test (the shared helpers in `common` rely on this too).
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
