@@ -199,7 +199,8 @@ for p in "${PACKAGES[@]}"; do
     var="$(echo "${p#vhost-device-}" | tr a-z A-Z)"
     log "smoke test of the installed /usr/bin/$p"
     env "VHOST_DEVICE_${var}_BIN=/usr/bin/$p" VHOST_DEVICE_QEMU_JSON_DIR=/usr/share/qemu/vhost-user \
-        cargo test --locked -q -p "$p" --test smoke -- --nocapture 2>&1 | tee "$WORK/smoke-$p.log"
+        cargo test --locked -q -p "$p" --test smoke -- --nocapture 2>&1 | tee "$WORK/smoke-$p.log" \
+        || die "smoke test of the installed $p"
     grep -q "testing /usr/bin/$p (from VHOST_DEVICE_${var}_BIN)" "$WORK/smoke-$p.log" \
         || die "the smoke test of $p did not run the installed binary"
     grep -q '^test result: ok. 2 passed' "$WORK/smoke-$p.log" || die "smoke test of $p"
