@@ -81,6 +81,11 @@ done
 log "step packages: $(elapsed "$t") s"
 
 # ---- guest kernel ------------------------------------------------------------------
+# One build at a time: a second setup (another checkout, a parallel run) waits for the
+# first and then finds its kernel in the cache, instead of building into the same place.
+mkdir -p "$GUEST_CACHE_ROOT"
+exec 9> "$GUEST_CACHE_ROOT/.lock"
+flock 9
 KDIR="$(kernel_cache_dir)"
 if [[ -f "$KDIR/bzImage" && -f "$KDIR/i2c-stub.ko" && -f "$KDIR/config" ]]; then
     log "guest kernel cached in $KDIR: build skipped"

@@ -1,4 +1,4 @@
-//! The socket options every daemon shares, drop-in compatible with rust-vmm's daemons.
+//! The options every daemon shares, drop-in compatible with rust-vmm's daemons.
 
 use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use crate::listener::SocketConfig;
 
-/// `-s/--socket-path`, `-c/--socket-count` and `--fd`; flatten into a daemon's `Args`.
+/// `-s/--socket-path`, `-c/--socket-count`, `--fd` and `--print-capabilities`; flatten into
+/// a daemon's `Args`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 #[group(skip)]
 pub struct SocketArgs {
@@ -36,6 +37,14 @@ pub struct SocketArgs {
     /// Creates PATH0 ... PATH{N-1}, each serving one guest at a time.
     #[arg(short = 'c', long = "socket-count", value_name = "N", default_value_t = NonZeroUsize::MIN)]
     pub socket_count: NonZeroUsize,
+
+    /// Print the vhost-user backend capabilities as JSON and exit.
+    ///
+    /// Prints {"type": "<device type>", "features": []} and exits 0, ignoring every other
+    /// option. (Answered before the command line is parsed, see `capabilities`; declared here
+    /// so that --help lists it.)
+    #[arg(long = "print-capabilities")]
+    pub print_capabilities: bool,
 }
 
 /// Why socket options were rejected.

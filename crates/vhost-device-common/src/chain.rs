@@ -25,7 +25,7 @@ pub enum ChainError {
     #[error("chain length overflows")]
     TooLong,
     /// A length does not fit the host's integer types.
-    #[error("length out of range: {0}")]
+    #[error("length out of range")]
     Length(#[from] std::num::TryFromIntError),
     /// An access beyond the described bytes.
     #[error("access of {len} bytes at offset {offset} exceeds the {total}-byte buffer")]
@@ -38,7 +38,7 @@ pub enum ChainError {
         total: usize,
     },
     /// Guest memory could not be accessed (e.g. an address outside guest RAM).
-    #[error("guest memory access failed: {0}")]
+    #[error("guest memory access failed")]
     Memory(#[from] GuestMemoryError),
 }
 

@@ -9,7 +9,10 @@
 //! - [`listener`]: binding every listening socket before serving.
 //! - [`serve`]: one thread per socket, one fresh backend per frontend connection, so no state
 //!   survives a reconnect; SIGTERM/SIGINT end the process with status 0 and unlink the sockets.
-//! - [`queue`]: the EVENT_IDX drain loop and the worker exit event.
+//! - [`queue`]: the EVENT_IDX drain loop and the worker exit events.
+//! - [`vring`]: the vring type, which refuses frontend descriptors that could block a worker
+//!   and stops rings the guest broke; [`memory`]: memory-table checks against SIGBUS.
+//! - [`report`]: printing an error with its sources on one line.
 //! - [`logging`]: `env_logger` set-up honouring `RUST_LOG`.
 //!
 //! A typical `main`:
@@ -29,15 +32,18 @@
 pub mod args;
 pub mod capabilities;
 pub mod chain;
+pub mod daemon;
 pub mod listener;
 pub mod logging;
+pub mod memory;
 pub mod queue;
+pub mod report;
 pub mod serve;
+pub mod vring;
 
 /// Guest memory as the daemons see it.
-pub type GuestMemory<B = ()> = vm_memory::GuestMemoryAtomic<vm_memory::GuestMemoryMmap<B>>;
-/// The vring type the daemons use.
-pub type Vring<B = ()> = vhost_user_backend::VringRwLock<GuestMemory<B>>;
+pub type GuestMemory = vm_memory::GuestMemoryAtomic<vm_memory::GuestMemoryMmap>;
+pub use vring::Vring;
 
 /// The transport features every daemon offers: VERSION_1, INDIRECT_DESC (QEMU's 4-entry
 /// I2C queue cannot hold a write+read transfer without it), EVENT_IDX, and vhost-user

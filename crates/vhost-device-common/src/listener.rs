@@ -58,7 +58,7 @@ pub enum ListenerError {
     #[error("{0}: exists and is not a socket; refusing to remove it")]
     NotASocket(PathBuf),
     /// Removing a stale socket failed.
-    #[error("{path}: cannot remove stale socket: {source}")]
+    #[error("{path}: cannot remove stale socket")]
     RemoveStale {
         /// The socket path.
         path: PathBuf,
@@ -67,7 +67,7 @@ pub enum ListenerError {
         source: io::Error,
     },
     /// bind/listen failed.
-    #[error("{path}: cannot listen: {source}")]
+    #[error("{path}: cannot listen")]
     Bind {
         /// The socket path.
         path: PathBuf,
@@ -84,7 +84,7 @@ pub enum ListenerError {
         reason: String,
     },
     /// The inherited descriptor could not be inspected.
-    #[error("--fd {fd}: {source}")]
+    #[error("--fd {fd}: cannot inspect the descriptor")]
     InspectFd {
         /// The descriptor number.
         fd: RawFd,

@@ -1,42 +1,48 @@
-//! The virtqueue drain loop with EVENT_IDX, and the worker-thread exit event.
+//! The virtqueue drain loop with EVENT_IDX, and the worker-thread exit events.
 //!
 //! Devices implement [`ChainSink`]: they receive every available descriptor chain and complete
 //! it (now, or later for held buffers) through [`UsedRing`]. The loop here owns notification
-//! suppression and the one signal to the guest at the end of a batch, so no device repeats it.
+//! suppression, the one signal to the guest at the end of a batch, and every check of what
+//! the driver wrote into the available ring, so no device repeats them:
+//!
+//! - an available index more than a queue's worth ahead of the device's position stops the
+//!   queue (one warning) instead of being chased for ever;
+//! - an unreadable available ring or one outside guest memory stops the queue;
+//! - a head index beyond the queue is skipped (it cannot be returned), reported once;
+//! - one call handles at most a few queues' worth of chains, then re-kicks itself, so the
+//!   vring lock is never held for ever by a driver that keeps posting.
 
-use std::io;
-use std::ops::Deref;
+use std::num::Wrapping;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, RwLockWriteGuard};
 
 use log::error;
-use vhost_user_backend::{VringRwLock, VringState, VringT};
-use virtio_queue::{DescriptorChain, QueueT};
-use vm_memory::bitmap::Bitmap;
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vhost_user_backend::VringState;
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
 
+use crate::GuestMemory;
+use crate::vring::{Vring, signal};
+
 /// The memory handle every chain handed to a [`ChainSink`] carries.
-pub type ChainMemory<'a, B> = &'a GuestMemoryMmap<B>;
+pub type ChainMemory<'a> = &'a GuestMemoryMmap;
 
-/// Why draining a queue failed (host-side faults only: guest mistakes never get here).
-#[derive(Debug, thiserror::Error)]
-pub enum DrainError {
-    /// The queue's notification area is not accessible.
-    #[error("cannot update queue notification state: {0}")]
-    Notification(#[source] virtio_queue::Error),
-    /// The call eventfd could not be written.
-    #[error("cannot signal the guest: {0}")]
-    Signal(#[source] io::Error),
-}
+/// Chains one drain call handles per queue entry before it yields to other work.
+const ROUNDS_PER_CALL: usize = 4;
 
-/// Completion side of a queue, handed to [`ChainSink`] while a batch is drained.
-pub struct UsedRing<'a, M: GuestAddressSpace> {
-    state: &'a mut VringState<M>,
+/// Completion side of a running queue, handed to [`ChainSink`] while a batch is drained.
+pub struct UsedRing<'a> {
+    state: RwLockWriteGuard<'a, VringState<GuestMemory>>,
+    memory: Arc<GuestMemoryMmap>,
+    vring: &'a Vring,
     added: usize,
 }
 
-impl<M: GuestAddressSpace> std::fmt::Debug for UsedRing<'_, M> {
+impl std::fmt::Debug for UsedRing<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UsedRing")
             .field("added", &self.added)
@@ -44,104 +50,239 @@ impl<M: GuestAddressSpace> std::fmt::Debug for UsedRing<'_, M> {
     }
 }
 
-impl<'a, M: GuestAddressSpace> UsedRing<'a, M> {
-    /// Wraps a locked vring; call [`UsedRing::finish`] to signal the guest if needed.
-    pub fn new(state: &'a mut VringState<M>) -> Self {
-        UsedRing { state, added: 0 }
+impl<'a> UsedRing<'a> {
+    /// Locks `vring` for completing chains, if it runs (started, not stopped, in a checked
+    /// memory table). Call [`UsedRing::finish`] to signal the guest if needed.
+    pub fn lock(vring: &'a Vring) -> Option<Self> {
+        let (state, memory) = vring.lock_running()?;
+        Some(UsedRing {
+            state,
+            memory,
+            vring,
+            added: 0,
+        })
+    }
+
+    /// The guest memory the queue runs in.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    fn queue(&mut self) -> &mut Queue {
+        self.state.get_queue_mut()
     }
 
     /// Puts the chain `head` into the used ring with `len` bytes written.
     ///
-    /// Returns false (and logs) if the used ring is not writable, which only a broken
-    /// frontend causes; the caller has nothing better to do with the chain then.
+    /// Returns false if it could not: a head the driver never could have posted (reported on
+    /// the ring's warning budget).
     pub fn add(&mut self, head: u16, len: u32) -> bool {
-        match self.state.add_used(head, len) {
+        let size = self.state.get_queue().size();
+        if head >= size {
+            self.vring.reports().warn(format_args!(
+                "descriptor {head} is beyond the {size}-entry queue; not returned"
+            ));
+            return false;
+        }
+        let memory = Arc::clone(&self.memory);
+        match self.queue().add_used(&*memory, head, len) {
             Ok(()) => {
                 self.added = self.added.saturating_add(1);
                 true
             }
             Err(e) => {
-                error!("cannot add descriptor {head} to the used ring: {e}");
+                // The used ring was checked to lie in guest memory: this cannot happen.
+                self.vring
+                    .reports()
+                    .warn(format_args!("cannot return descriptor {head}: {e}"));
                 false
             }
         }
     }
 
     /// Signals the guest once if anything was completed and the guest wants to know.
-    pub fn finish(self) -> Result<(), DrainError> {
-        if self.added > 0
-            && self
-                .state
-                .needs_notification()
-                .map_err(DrainError::Notification)?
-        {
-            self.state.signal_used_queue().map_err(DrainError::Signal)?;
+    pub fn finish(mut self) {
+        if self.added == 0 {
+            return;
         }
-        Ok(())
-    }
-
-    fn state(&mut self) -> &mut VringState<M> {
-        self.state
+        let memory = Arc::clone(&self.memory);
+        let wanted = match self.queue().needs_notification(&*memory) {
+            Ok(w) => w,
+            Err(e) => {
+                self.vring
+                    .reports()
+                    .warn(format_args!("cannot read the used event index: {e}"));
+                true
+            }
+        };
+        if wanted && let Err(e) = signal(&self.state) {
+            self.vring
+                .reports()
+                .warn(format_args!("cannot signal the guest: {e}"));
+        }
     }
 }
 
 /// A device's handling of the chains of one queue.
-pub trait ChainSink<B: Bitmap + 'static, M: GuestAddressSpace> {
+pub trait ChainSink {
     /// Handles one available chain; it completes it with `used.add` now or keeps its head to
     /// complete it later.
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_, B>>, used: &mut UsedRing<'_, M>);
+    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>);
 
     /// Called when the available ring has no more chains (before notifications are
     /// re-enabled), e.g. to execute a request group cut by the end of the ring.
-    fn batch_end(&mut self, _mem: ChainMemory<'_, B>, _used: &mut UsedRing<'_, M>) {}
+    fn batch_end(&mut self, _mem: ChainMemory<'_>, _used: &mut UsedRing<'_>) {}
+}
+
+/// What the next entry of the available ring holds.
+enum Next<'m> {
+    Chain(DescriptorChain<ChainMemory<'m>>),
+    Empty,
+    /// The driver broke the ring; the reason.
+    Broken(String),
+}
+
+fn next_chain<'m>(queue: &mut Queue, mem: &'m GuestMemoryMmap) -> Next<'m> {
+    let size = queue.size();
+    let avail = match queue.avail_idx(mem, Ordering::Acquire) {
+        Ok(i) => i,
+        Err(e) => return Next::Broken(format!("cannot read the available index: {e}")),
+    };
+    let next = Wrapping(queue.next_avail());
+    let pending = (avail - next).0;
+    if pending == 0 {
+        return Next::Empty;
+    }
+    if pending > size {
+        return Next::Broken(format!(
+            "available index {} is {pending} entries ahead of {} in a {size}-entry queue",
+            avail.0, next.0
+        ));
+    }
+    match queue.iter(mem).map(|mut it| it.next()) {
+        Ok(Some(chain)) => Next::Chain(chain),
+        Ok(None) => Next::Broken("available ring entry unreadable".to_owned()),
+        Err(e) => Next::Broken(format!("available ring unusable: {e}")),
+    }
 }
 
 /// Drains every available chain of `vring` into `sink`, with EVENT_IDX notification
-/// suppression when `event_idx` is on, then signals the guest once if needed.
-pub fn drain<B, S>(
-    vring: &VringRwLock<GuestMemoryAtomic<GuestMemoryMmap<B>>>,
-    mem: &GuestMemoryAtomic<GuestMemoryMmap<B>>,
-    event_idx: bool,
-    sink: &mut S,
-) -> Result<(), DrainError>
-where
-    B: Bitmap + 'static,
-    S: ChainSink<B, GuestMemoryAtomic<GuestMemoryMmap<B>>>,
-{
-    let guard = mem.memory();
-    let memory: &GuestMemoryMmap<B> = guard.deref();
-    let mut state = vring.get_mut();
-    let mut used = UsedRing::new(&mut state);
+/// suppression when the driver negotiated it, then signals the guest once if needed.
+///
+/// Nothing the driver or frontend does makes this fail or spin: a broken ring is stopped
+/// (see the module documentation) and the worker goes on serving the other queues and the
+/// frontend's messages.
+pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
+    let Some(mut used) = UsedRing::lock(vring) else {
+        return;
+    };
+    let memory = Arc::clone(&used.memory);
+    let mem: &GuestMemoryMmap = &memory;
+    let event_idx = used.state.get_queue().event_idx_enabled();
+    let mut budget = usize::from(used.state.get_queue().size()).saturating_mul(ROUNDS_PER_CALL);
     loop {
-        if event_idx {
-            used.state()
-                .disable_notification()
-                .map_err(DrainError::Notification)?;
-        }
-        while let Some(chain) = used.state().get_queue_mut().pop_descriptor_chain(memory) {
-            sink.chain(chain, &mut used);
-        }
-        sink.batch_end(memory, &mut used);
-        if !event_idx
-            || !used
-                .state()
-                .enable_notification()
-                .map_err(DrainError::Notification)?
-        {
+        if event_idx && let Err(e) = used.queue().disable_notification(mem) {
+            vring.stop(format_args!("cannot update the notification area: {e}"));
             break;
         }
+        loop {
+            let chain = match next_chain(used.queue(), mem) {
+                Next::Chain(c) => c,
+                Next::Empty => break,
+                Next::Broken(why) => {
+                    vring.stop(format_args!("{why}"));
+                    sink.batch_end(mem, &mut used);
+                    used.finish();
+                    return;
+                }
+            };
+            let head = chain.head_index();
+            let size = used.state.get_queue().size();
+            if head >= size {
+                vring.reports().warn(format_args!(
+                    "chain head {head} is beyond the {size}-entry queue; skipped"
+                ));
+            } else {
+                sink.chain(chain, &mut used);
+            }
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                // Let the frontend's messages and other queues in; come back at once.
+                sink.batch_end(mem, &mut used);
+                used.finish();
+                vring.rekick();
+                return;
+            }
+        }
+        sink.batch_end(mem, &mut used);
+        if !event_idx {
+            break;
+        }
+        match used.queue().enable_notification(mem) {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                vring.stop(format_args!("cannot update the notification area: {e}"));
+                break;
+            }
+        }
     }
-    used.finish()
+    used.finish();
 }
 
-/// Creates the exit event of a vring worker thread; return it from
-/// `VhostUserBackend::exit_event` so worker threads end with their connection.
-pub fn worker_exit_event() -> Option<(EventConsumer, EventNotifier)> {
-    match new_event_consumer_and_notifier(EventFlag::NONBLOCK) {
-        Ok(pair) => Some(pair),
-        Err(e) => {
-            error!("cannot create worker exit event: {e}");
-            None
+/// The exit events of one connection's vring worker threads.
+///
+/// vhost-user-backend keeps the consumer side of each exit event as a bare descriptor
+/// (`into_raw_fd`) that it never closes; this records them so that the serve loop can close
+/// them once the connection's worker threads have ended, instead of leaking one descriptor
+/// per connection.
+#[derive(Debug, Default)]
+pub struct WorkerExitEvents {
+    consumers: Mutex<Vec<RawFd>>,
+}
+
+impl WorkerExitEvents {
+    /// Creates the exit event of a vring worker thread; return it from
+    /// `VhostUserBackend::exit_event` so worker threads end with their connection.
+    pub fn create(&self) -> Option<(EventConsumer, EventNotifier)> {
+        match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
+            Ok((consumer, notifier)) => {
+                // Re-wrap through a raw descriptor to learn its number.
+                let raw = consumer.into_raw_fd();
+                self.consumers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(raw);
+                // SAFETY: `raw` came from `into_raw_fd` just above and is owned by nobody else.
+                let consumer = unsafe { EventConsumer::from_raw_fd(raw) };
+                Some((consumer, notifier))
+            }
+            Err(e) => {
+                error!("cannot create worker exit event: {e}");
+                None
+            }
+        }
+    }
+
+    /// Closes the recorded descriptors.
+    ///
+    /// # Safety
+    ///
+    /// Every worker thread that was given one of these events must have ended (joined), and
+    /// nothing else may close them: vhost-user-backend (0.24) registers them with its epoll
+    /// descriptor and forgets them, so after its `VhostUserDaemon` (and with it the handler
+    /// that joins the workers) is dropped, nobody uses them.
+    pub unsafe fn close_all(&self) {
+        let fds = std::mem::take(
+            &mut *self
+                .consumers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for fd in fds {
+            // SAFETY: the caller guarantees the descriptor is unused and owned by nobody; the
+            // OwnedFd closes it when dropped.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }
 }

@@ -5,18 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
-use log::{info, warn};
+use log::{debug, error, info, warn};
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::Vring;
 use crate::listener::{BoundSocket, unlink_paths};
-
-/// Consecutive accept failures after which a listener is considered broken.
-const MAX_ACCEPT_FAILURES: u32 = 50;
-/// Pause between accept attempts after a failure.
-const ACCEPT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+use crate::queue::WorkerExitEvents;
+use crate::report::Chain;
 
 /// A vhost-user backend that the serve loop can run.
 pub trait DaemonBackend:
@@ -28,44 +26,22 @@ pub trait DaemonBackend:
     fn register_listeners(&self, _handlers: &[Arc<VringEpollHandler<Self>>]) -> io::Result<()> {
         Ok(())
     }
+
+    /// The exit events this connection's backend handed out (from
+    /// `VhostUserBackend::exit_event`, through [`WorkerExitEvents::create`]); shared by every
+    /// clone of the backend. The serve loop closes them when the connection is over.
+    fn exit_events(&self) -> &WorkerExitEvents;
 }
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Signal handling could not be set up.
-    #[error("cannot set up signal handling: {0}")]
+    #[error("cannot set up signal handling")]
     Signals(#[source] io::Error),
     /// A socket thread could not be started.
-    #[error("cannot start the thread for socket {socket}: {source}")]
+    #[error("cannot start the thread for socket {socket}")]
     Thread {
-        /// The socket's description.
-        socket: String,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// A backend could not be created for a new connection.
-    #[error("socket {socket}: cannot create the device backend: {source}")]
-    Backend {
-        /// The socket's description.
-        socket: String,
-        /// The device's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// vhost-user-backend failed to set up a daemon.
-    #[error("socket {socket}: {source}")]
-    Daemon {
-        /// The socket's description.
-        socket: String,
-        /// The library's error.
-        #[source]
-        source: DaemonError,
-    },
-    /// Registering the device's own event sources failed.
-    #[error("socket {socket}: cannot register device event sources: {source}")]
-    Listeners {
         /// The socket's description.
         socket: String,
         /// The OS error.
@@ -151,17 +127,13 @@ where
     let mut to_unlink: Vec<PathBuf> = Vec::new();
 
     for (index, socket) in sockets.into_iter().enumerate() {
-        let tx = tx.clone();
         let factory = Arc::clone(&factory);
         let name = name.to_owned();
         let describe = socket.describe();
         to_unlink.extend(socket.path.clone());
         thread::Builder::new()
             .name(format!("socket{index}"))
-            .spawn(move || {
-                let err = serve_socket(&name, index, socket, &*factory);
-                let _ = tx.send(Event::Fatal(err));
-            })
+            .spawn(move || serve_socket(&name, index, socket, &*factory))
             .map_err(|source| ServeError::Thread {
                 socket: describe,
                 source,
@@ -203,70 +175,121 @@ where
     outcome
 }
 
-/// Serves one socket forever; returns only the error that made serving impossible.
-fn serve_socket<B, F, E>(
-    name: &str,
-    index: usize,
-    mut socket: BoundSocket,
-    factory: &F,
-) -> ServeError
+/// Pause after a connection could not be set up, doubled up to [`MAX_RETRY_DELAY`].
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+/// Longest pause between attempts to set up a connection.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Why one connection could not be set up or served; the socket keeps listening.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("cannot create the device backend")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot set up the vhost-user connection")]
+    Daemon(#[source] DaemonError),
+    #[error("cannot register device event sources")]
+    Listeners(#[source] io::Error),
+    #[error("cannot accept a frontend")]
+    Accept(#[source] DaemonError),
+}
+
+/// Whether the library's error is an ordinary hang-up of the frontend.
+fn is_hang_up(e: &vhost_user_backend::Error) -> bool {
+    use vhost::vhost_user::Error as Wire;
+    matches!(
+        e,
+        vhost_user_backend::Error::HandleRequest(
+            Wire::Disconnected | Wire::PartialMessage | Wire::SocketBroken(_)
+        )
+    )
+}
+
+/// Serves one socket for ever. A connection that cannot be set up (no descriptors left, a
+/// frontend that hangs up at once) is logged and the socket keeps listening, pausing a
+/// little longer after each failure in a row.
+fn serve_socket<B, F, E>(name: &str, index: usize, mut socket: BoundSocket, factory: &F)
 where
     B: DaemonBackend,
     F: Fn(usize) -> Result<B, E>,
     E: std::error::Error + Send + Sync + 'static,
 {
     let describe = socket.describe();
-    let mut accept_failures = 0u32;
+    let mut delay = RETRY_DELAY;
+    let mut failing = false;
     loop {
-        let backend = match factory(index) {
-            Ok(b) => b,
+        match serve_connection(name, index, &mut socket, factory) {
+            Ok(()) => {
+                if failing {
+                    info!("{describe}: serving again");
+                }
+                failing = false;
+                delay = RETRY_DELAY;
+            }
             Err(e) => {
-                return ServeError::Backend {
-                    socket: describe,
-                    source: Box::new(e),
-                };
+                // One error line per run of failures, not one per attempt.
+                if failing {
+                    debug!("{describe}: {}", Chain(&e));
+                } else {
+                    error!("{describe}: {}; retrying", Chain(&e));
+                }
+                failing = true;
+                thread::sleep(delay);
+                delay = delay.saturating_mul(2).min(MAX_RETRY_DELAY);
             }
-        };
-        let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-        let mut daemon = match VhostUserDaemon::new(name.to_owned(), backend.clone(), mem) {
-            Ok(d) => d,
-            Err(e) => {
-                return ServeError::Daemon {
-                    socket: describe,
-                    source: DaemonError(e),
-                };
-            }
-        };
-        if let Err(source) = backend.register_listeners(&daemon.get_epoll_handlers()) {
-            return ServeError::Listeners {
-                socket: describe,
-                source,
-            };
         }
-        if let Err(e) = daemon.start(&mut socket.listener) {
-            // accept() can fail for passing reasons (a peer that hung up at once, no free
-            // descriptors for a moment): keep listening, but give up on a listener that
-            // keeps failing.
-            accept_failures = accept_failures.saturating_add(1);
-            if accept_failures >= MAX_ACCEPT_FAILURES {
-                return ServeError::Daemon {
-                    socket: describe,
-                    source: DaemonError(e),
-                };
-            }
-            warn!("{describe}: cannot accept a frontend: {e}; retrying");
-            thread::sleep(ACCEPT_RETRY_DELAY);
-            continue;
-        }
-        accept_failures = 0;
-        info!("{describe}: frontend connected");
-        match daemon.wait() {
-            Ok(()) => info!("{describe}: frontend disconnected; waiting for the next one"),
-            Err(e) => warn!("{describe}: connection ended: {e}; waiting for the next one"),
-        }
-        // Dropping the daemon stops its vring workers (through the backend's exit event)
-        // and drops the backend: the next frontend starts from a clean device.
-        drop(daemon);
-        drop(backend);
     }
+}
+
+/// Sets up one connection, serves it until the frontend leaves, and releases everything it
+/// held.
+fn serve_connection<B, F, E>(
+    name: &str,
+    index: usize,
+    socket: &mut BoundSocket,
+    factory: &F,
+) -> Result<(), ConnectionError>
+where
+    B: DaemonBackend,
+    F: Fn(usize) -> Result<B, E>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let backend = factory(index).map_err(|e| ConnectionError::Backend(Box::new(e)))?;
+    let result = run_daemon(name, socket, &backend);
+    // SAFETY: `run_daemon` has dropped its `VhostUserDaemon`, whose handler joined every
+    // vring worker thread of this connection; nothing else knows these descriptors.
+    unsafe { backend.exit_events().close_all() };
+    result
+}
+
+fn run_daemon<B: DaemonBackend>(
+    name: &str,
+    socket: &mut BoundSocket,
+    backend: &B,
+) -> Result<(), ConnectionError> {
+    let describe = socket.describe();
+    let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+    let mut daemon = VhostUserDaemon::new(name.to_owned(), backend.clone(), mem)
+        .map_err(|e| ConnectionError::Daemon(DaemonError(e)))?;
+    backend
+        .register_listeners(&daemon.get_epoll_handlers())
+        .map_err(ConnectionError::Listeners)?;
+    daemon
+        .start(&mut socket.listener)
+        .map_err(|e| ConnectionError::Accept(DaemonError(e)))?;
+    info!("{describe}: frontend connected");
+    match daemon.wait() {
+        Ok(()) => info!("{describe}: frontend disconnected; waiting for the next one"),
+        Err(e) if is_hang_up(&e) => {
+            info!("{describe}: frontend disconnected; waiting for the next one")
+        }
+        // A frontend that breaks the protocol: one line per connection.
+        Err(e) => warn!(
+            "{describe}: connection ended: {}; waiting for the next one",
+            DaemonError(e)
+        ),
+    }
+    // Dropping the daemon stops its vring workers (through the backend's exit event) and
+    // joins them: the next frontend starts from a clean device.
+    drop(daemon);
+    Ok(())
 }

@@ -6,6 +6,8 @@ use clap::Parser;
 use vhost_device_common::args::{SocketArgs, SocketArgsError};
 use vhost_device_common::listener::SocketConfig;
 
+pub use crate::host::DeviceSpec;
+
 /// vhost-user backend for virtio-gpio: gives guests the host's GPIO chips (or simulated
 /// ones) over vhost-user sockets.
 ///
@@ -38,21 +40,6 @@ pub struct Args {
     /// serves /dev/gpiochip0 on socket 0 and a 16-line simulated chip on socket 1.
     #[arg(short = 'l', long = "device-list", value_name = "[s]N[:[s]N...]")]
     pub device_list: String,
-
-    /// Print the vhost-user backend capabilities as JSON and exit.
-    ///
-    /// Prints {"type": "gpio", "features": []} and exits 0, ignoring every other option.
-    #[arg(long = "print-capabilities")]
-    pub print_capabilities: bool,
-}
-
-/// One entry of `--device-list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    /// `/dev/gpiochipN`.
-    Chip(u32),
-    /// A simulated chip with this many lines.
-    Simulated(NonZeroU16),
 }
 
 /// A validated command line.

@@ -1,29 +1,37 @@
-//! vhost-user virtio-gpio device daemon.
+//! vhost-user virtio-gpio device daemon. The device logic lives in `virtio-gpio-core`; the
+//! daemon skeleton (command-line style, logging, signals, sockets, serving, error reporting)
+//! in `vhost-device-common`. The modules, the same in both daemons:
 //!
-//! Layers, each knowing nothing of the one above it:
-//! - [`host`]: host chips behind [`virtio_gpio_core::GpioHost`] (character device, simulator);
-//! - `virtio-gpio-core`: message formats, line and interrupt state machines;
-//! - [`protocol`]: messages in descriptor chains (no vhost types);
-//! - [`vhu_gpio`]: the vhost-user backend (features, config space, queues, host events);
-//! - [`args`]: the command line and its validation.
-//!
-//! Listening, the serve/reconnect loop, signals and the EVENT_IDX loop come from
-//! `vhost-device-common`.
+//! - [`args`]: the command line and its validation;
+//! - [`backend`]: the vhost-user backend (features, config space, queues, the worker);
+//! - [`chains`]: descriptor chains <-> the core crate;
+//! - [`host`]: host backends behind the core's `GpioHost` trait (`host::linux`, the GPIO
+//!   character device through gpiocdev, and `host::sim`).
 
 pub mod args;
+pub mod backend;
+pub mod chains;
 pub mod host;
-pub mod protocol;
-pub mod vhu_gpio;
 
+use log::info;
+use vhost_device_common::daemon::Device;
+use vhost_device_common::listener::SocketConfig;
 use virtio_gpio_core::device::NoLinesError;
 
-use host::{Host, HostError, HostSource};
-use vhu_gpio::GpioBackend;
+use crate::args::{Args, Config, ConfigError};
+use crate::backend::GpioBackend;
+use crate::host::{Host, HostError, HostSource, OpenError};
 
-/// Why a connection's backend could not be made.
+/// Why the daemon refused to start, or a connection's backend could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The host chip could not be set up.
+pub enum Error {
+    /// Bad command line.
+    #[error("invalid arguments")]
+    Config(#[from] ConfigError),
+    /// A GPIO device could not be opened.
+    #[error("GPIO device unavailable")]
+    Open(#[from] OpenError),
+    /// The host chip could not be set up for a connection.
     #[error("cannot set up the host chip")]
     Host(#[from] HostError),
     /// The chip has no lines.
@@ -34,9 +42,52 @@ pub enum BackendError {
     NoDevice(usize),
 }
 
-/// A fresh backend for one connection on socket `index`: every line released, no
-/// interrupt state.
-pub fn backend(sources: &[HostSource], index: usize) -> Result<GpioBackend<Host>, BackendError> {
-    let source = sources.get(index).ok_or(BackendError::NoDevice(index))?;
-    Ok(GpioBackend::new(source.instantiate()?)?)
+/// The GPIO daemon: one device per socket, opened at startup.
+#[derive(Debug)]
+pub struct GpioDaemon {
+    sources: Vec<HostSource>,
+}
+
+impl GpioDaemon {
+    /// A fresh backend for one connection on socket `index`: every line released, no
+    /// interrupt state.
+    pub fn backend_for(sources: &[HostSource], index: usize) -> Result<GpioBackend<Host>, Error> {
+        let source = sources.get(index).ok_or(Error::NoDevice(index))?;
+        Ok(GpioBackend::new(source.instantiate()?)?)
+    }
+}
+
+impl Device for GpioDaemon {
+    const NAME: &'static str = "vhost-device-gpio";
+    const DEVICE_TYPE: &'static str = "gpio";
+    type Args = Args;
+    type Config = Config;
+    type Backend = GpioBackend<Host>;
+    type Error = Error;
+
+    fn configure(args: Args) -> Result<(SocketConfig, Config), Error> {
+        let config = Config::try_from(args)?;
+        Ok((config.sockets.clone(), config))
+    }
+
+    fn open(config: Config, sockets: &SocketConfig) -> Result<Self, Error> {
+        // Every device is opened before any socket exists: a missing chip fails here.
+        let sources = config
+            .devices
+            .iter()
+            .map(|d| HostSource::open(*d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let paths = sockets.paths();
+        for (index, source) in sources.iter().enumerate() {
+            match paths.get(index) {
+                Some(p) => info!("{}: {}", p.display(), source.describe()),
+                None => info!("inherited socket: {}", source.describe()),
+            }
+        }
+        Ok(GpioDaemon { sources })
+    }
+
+    fn backend(&self, index: usize) -> Result<GpioBackend<Host>, Error> {
+        Self::backend_for(&self.sources, index)
+    }
 }

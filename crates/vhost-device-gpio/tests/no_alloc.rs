@@ -6,12 +6,10 @@
 //! while a counting global allocator watches the calling thread.
 //!
 //! Not covered: a host chip (`/dev/gpiochipN`, needs hardware or gpio-sim). There, by
-//! reading gpiocdev 0.8: GET_VALUE and SET_VALUE are one ioctl each on stack structures,
-//! and edge reads use a stack buffer, so they allocate nothing; SET_DIRECTION and
-//! SET_IRQ_TYPE request or reconfigure the line through gpiocdev's builder, which allocates
-//! (configuration vectors, the chip path). Those are line set-up messages, not the hot path,
-//! and changing them would mean replacing gpiocdev's request API. Error paths (which format
-//! messages) are not covered either.
+//! reading host/cdev.rs: every operation (line request, reconfigure, GET_VALUE, SET_VALUE,
+//! edge read) is one ioctl or read on stack structures (gpiocdev-uapi) through the chip or
+//! request fd, so they allocate nothing. Error paths (which format messages) are not
+//! covered.
 // Test code: panics are failures, buffers are indexed directly.
 #![allow(
     clippy::unwrap_used,
@@ -21,9 +19,9 @@
 )]
 
 use vhost_device_common::{GuestMemory, Vring};
-use vhost_device_gpio::backend;
+use vhost_device_gpio::GpioDaemon;
+use vhost_device_gpio::backend::GpioBackend;
 use vhost_device_gpio::host::{Host, HostSource};
-use vhost_device_gpio::vhu_gpio::GpioBackend;
 use vhost_user_backend::VhostUserBackend;
 use vhost_user_test_frontend::inproc::{
     Buf, CountingAllocator, RingDriver, Rings, allocations_in, vring,
@@ -90,7 +88,7 @@ struct Setup {
 
 fn setup(event_idx: bool) -> Setup {
     // The backend exactly as the daemon makes it for `-l s8`.
-    let backend = backend(&[HostSource::Simulated(8)], 0).unwrap();
+    let backend = GpioDaemon::backend_for(&[HostSource::Simulated(8)], 0).unwrap();
     let mmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
     let mem: GuestMemory = GuestMemoryAtomic::new(mmap.clone());
     let (requestq, request_call) = vring(&mem, REQUEST_RINGS, event_idx).unwrap();

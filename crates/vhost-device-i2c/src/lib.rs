@@ -1,24 +1,28 @@
-//! vhost-user virtio-i2c device daemon: the vhost-user backend, the Linux host adapters,
-//! the simulated devices and the command line. The device logic itself lives in
-//! `virtio-i2c-core`.
+//! vhost-user virtio-i2c device daemon. The device logic lives in `virtio-i2c-core`; the
+//! daemon skeleton (command-line style, logging, signals, sockets, serving, error reporting)
+//! in `vhost-device-common`. The modules, the same in both daemons:
+//!
+//! - [`args`]: the command line and its validation;
+//! - [`backend`]: the vhost-user backend (features, queues, memory, the worker);
+//! - [`chains`]: descriptor chains <-> the core crate;
+//! - [`host`]: host backends behind the core's `I2cAdapter` trait (`host::linux`,
+//!   `host::sim`) and the router that gives the guest one bus.
 
 pub mod args;
-pub mod bus;
-pub mod device;
-pub mod linux;
-pub mod sim;
+pub mod backend;
+pub mod chains;
+pub mod host;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use vhost_device_common::serve::{self, ServeError};
-use vhost_device_common::{listener, logging};
+use vhost_device_common::daemon::Device;
+use vhost_device_common::listener::SocketConfig;
 
 use crate::args::{Args, Config, ConfigError};
-use crate::bus::{Bus, SetupError};
-use crate::device::I2cBackend;
+use crate::backend::I2cBackend;
+use crate::host::{Router, SetupError};
 
-/// Why the daemon stopped with an error.
+/// Why the daemon refused to start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad command line.
@@ -27,24 +31,35 @@ pub enum Error {
     /// A device could not be set up.
     #[error(transparent)]
     Setup(#[from] SetupError),
-    /// A socket could not be bound.
-    #[error(transparent)]
-    Listen(#[from] listener::ListenerError),
-    /// Serving failed.
-    #[error(transparent)]
-    Serve(#[from] ServeError),
 }
 
-/// Runs the daemon with parsed arguments until SIGTERM/SIGINT.
-pub fn run(args: Args) -> Result<(), Error> {
-    logging::init();
-    let signals = serve::block_termination_signals()?;
-    let config = Config::try_from(args)?;
-    // Devices first, sockets second: a bad device fails before anything listens.
-    let bus = Arc::new(Bus::open(&config)?);
-    let sockets = listener::bind(&config.sockets)?;
-    serve::run("vhost-device-i2c", sockets, signals, move |_socket| {
-        Ok::<_, Infallible>(I2cBackend::new(Arc::clone(&bus)))
-    })?;
-    Ok(())
+/// The I2C daemon: one router over every configured device, shared by all sockets.
+#[derive(Debug)]
+pub struct I2cDaemon {
+    router: Arc<Router>,
+}
+
+impl Device for I2cDaemon {
+    const NAME: &'static str = "vhost-device-i2c";
+    const DEVICE_TYPE: &'static str = "i2c";
+    type Args = Args;
+    type Config = Config;
+    type Backend = I2cBackend;
+    type Error = Error;
+
+    fn configure(args: Args) -> Result<(SocketConfig, Config), Error> {
+        let config = Config::try_from(args)?;
+        Ok((config.sockets.clone(), config))
+    }
+
+    fn open(config: Config, _sockets: &SocketConfig) -> Result<Self, Error> {
+        let router = Router::open(&config.adapters, &config.simulated)?;
+        Ok(I2cDaemon {
+            router: Arc::new(router),
+        })
+    }
+
+    fn backend(&self, _index: usize) -> Result<I2cBackend, Error> {
+        Ok(I2cBackend::new(Arc::clone(&self.router)))
+    }
 }

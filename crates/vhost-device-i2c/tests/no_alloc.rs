@@ -15,8 +15,8 @@ use clap::Parser;
 
 use vhost_device_common::{GuestMemory, Vring};
 use vhost_device_i2c::args::{Args, Config};
-use vhost_device_i2c::bus::Bus;
-use vhost_device_i2c::device::I2cBackend;
+use vhost_device_i2c::backend::I2cBackend;
+use vhost_device_i2c::host::Router;
 use vhost_user_backend::VhostUserBackend;
 use vhost_user_test_frontend::inproc::{
     Buf, CountingAllocator, RingDriver, Rings, allocations_in, vring,
@@ -58,8 +58,9 @@ fn setup(event_idx: bool) -> Setup {
         "24c02@0x50",
     ])
     .unwrap();
-    let bus = Bus::open(&Config::try_from(args).unwrap()).unwrap();
-    let backend = I2cBackend::new(Arc::new(bus));
+    let config = Config::try_from(args).unwrap();
+    let router = Router::open(&config.adapters, &config.simulated).unwrap();
+    let backend = I2cBackend::new(Arc::new(router));
 
     let mmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
     let mem: GuestMemory = GuestMemoryAtomic::new(mmap.clone());

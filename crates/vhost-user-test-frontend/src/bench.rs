@@ -62,22 +62,8 @@ pub fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
 
 /// Waits until `fd` is readable (no timeout: the peer always answers).
 fn poll_readable(fd: &EventFd) -> io::Result<()> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call and the count is 1.
-        let ret = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if ret > 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if ret < 0 && err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    while !crate::poll::readable(fd, None)? {}
+    Ok(())
 }
 
 /// The CPUs this thread may run on, in increasing order.

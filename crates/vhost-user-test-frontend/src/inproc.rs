@@ -93,7 +93,7 @@ pub fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 /// Guest memory as the backend sees it.
 pub type InprocMemory = GuestMemoryAtomic<GuestMemoryMmap>;
-/// The backend's side of one queue.
+/// The backend's side of one queue, as vhost-user-backend makes it.
 pub type InprocVring = VringRwLock<InprocMemory>;
 
 /// Bytes of data area per descriptor slot: a posted buffer may be at most this long.
@@ -128,12 +128,12 @@ fn addr(base: u64, index: u64, stride: u64, offset: u64) -> Result<GuestAddress,
 /// addresses, size, EVENT_IDX, ready and enabled, and a real call eventfd (so that signalling
 /// the guest is part of what a test measures). Returns the vring and the driver's end of
 /// the call eventfd.
-pub fn vring(
+pub fn vring<V: VringT<InprocMemory>>(
     mem: &InprocMemory,
     rings: Rings,
     event_idx: bool,
-) -> Result<(InprocVring, EventFd), Error> {
-    let vring = InprocVring::new(mem.clone(), rings.size).map_err(Error::Vring)?;
+) -> Result<(V, EventFd), Error> {
+    let vring = V::new(mem.clone(), rings.size).map_err(Error::Vring)?;
     vring
         .set_queue_info(rings.desc, rings.avail, rings.used)
         .map_err(Error::Vring)?;

@@ -23,6 +23,7 @@ pub mod binary;
 pub mod hostile;
 pub mod inproc;
 mod layout;
+mod poll;
 mod queue;
 
 use std::fs::File;

@@ -2,7 +2,6 @@
 //! publishes them, kicks, and collects used elements.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -79,6 +78,9 @@ pub struct TestQueue {
     pool: BufferPool,
     /// Next value of the avail ring's `idx`.
     next_avail: u16,
+    /// While set, posted chains are written into the avail ring but `idx` is only
+    /// published by [`TestQueue::flush`], so the device sees a batch all at once.
+    holding: bool,
     /// Used ring index up to which elements were consumed.
     last_used: u16,
     event_idx: bool,
@@ -113,6 +115,7 @@ impl TestQueue {
             slots: DescSlots::new(size),
             pool: BufferPool::new(data.0, data.1),
             next_avail: 0,
+            holding: false,
             last_used: 0,
             event_idx,
             inflight: BTreeMap::new(),
@@ -359,15 +362,30 @@ impl TestQueue {
             addr(self.ring.avail_slot_addr(slot))?,
             Ordering::Relaxed,
         )?;
-        // Descriptors and the ring entry must be visible before the new idx.
+        self.next_avail = self.next_avail.wrapping_add(1);
+        if self.holding {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    /// Holds (or stops holding) the publication of posted chains: while held, chains are
+    /// laid out but the avail `idx` moves only on [`TestQueue::flush`], as a driver that
+    /// adds a whole request group before making it visible. Stopping the hold flushes.
+    pub fn hold(&mut self, hold: bool) -> Result<(), Error> {
+        self.holding = hold;
+        if hold { Ok(()) } else { self.flush() }
+    }
+
+    /// Makes every chain posted so far visible to the device (bumps the avail `idx`).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        // Descriptors and ring entries must be visible before the new idx.
         fence(Ordering::Release);
-        let next = self.next_avail.wrapping_add(1);
         self.mem.store(
-            next.to_le(),
+            self.next_avail.to_le(),
             addr(self.ring.avail_idx_addr())?,
             Ordering::Release,
         )?;
-        self.next_avail = next;
         Ok(())
     }
 
@@ -493,23 +511,7 @@ impl TestQueue {
 
     /// Polls the call eventfd; `true` if it is readable.
     fn poll_call(&self, timeout: Duration) -> Result<bool, Error> {
-        let mut pfd = libc::pollfd {
-            fd: self.call.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Round up so a sub-millisecond remainder still sleeps.
-        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call and the count is 1.
-        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ret < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(Error::Poll(err));
-        }
-        Ok(ret > 0 && pfd.revents & libc::POLLIN != 0)
+        crate::poll::readable(&self.call, Some(timeout)).map_err(Error::Poll)
     }
 
     /// Posts a chain, kicks, and waits for the completion of that chain.

@@ -9,33 +9,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::adapter::Message;
+use crate::message::Message;
 use crate::request::{Address, RequestHeader};
 use crate::{MAX_GROUP_MESSAGES, MAX_MESSAGE_LEN};
-
-/// Why a request was failed without being executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupError {
-    /// The message is longer than [`MAX_MESSAGE_LEN`].
-    MessageTooLong(usize),
-    /// The group has more than [`MAX_GROUP_MESSAGES`] messages.
-    TooManyMessages,
-}
-
-impl fmt::Display for GroupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GroupError::MessageTooLong(n) => {
-                write!(f, "message of {n} bytes exceeds {MAX_MESSAGE_LEN}")
-            }
-            GroupError::TooManyMessages => {
-                write!(f, "group exceeds {MAX_GROUP_MESSAGES} messages")
-            }
-        }
-    }
-}
-
-impl core::error::Error for GroupError {}
 
 /// A request as the transport decoded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +192,11 @@ impl<T> Group<T> {
             };
             complete(slot.token, ok, data);
         }
+        // The group is over however it ended (its last request, the end of the batch, an
+        // unusable chain): nothing of it, the overflow included, carries into the next one.
         self.used = 0;
         self.failed = false;
+        self.overflowing = false;
         error
     }
 }
@@ -395,6 +374,53 @@ mod tests {
         let mut ok_seen = false;
         g.finish(|_| -> Result<(), ()> { Ok(()) }, |_, ok, _| ok_seen = ok);
         assert!(ok_seen);
+    }
+
+    #[test]
+    fn group_over_limit_cut_by_batch_end_does_not_poison_next_group() {
+        // More than 42 messages, all with FAIL_NEXT, then the available ring runs dry: the
+        // transport ends the group (batch end) without a last request.
+        let mut g: Group<usize> = Group::new();
+        let mut failed_now = Vec::new();
+        for i in 0..43 {
+            let p = g.push(
+                Entry::Valid {
+                    header: hdr(0x50, false),
+                    len: 1,
+                },
+                false,
+                i,
+            );
+            if let Pushed::FailNow(t) = p {
+                failed_now.push(t);
+            }
+        }
+        assert_eq!(failed_now, [42]);
+        let mut seen = 0;
+        g.finish(
+            |_| -> Result<(), ()> { panic!("must not execute") },
+            |_, ok, _| {
+                assert!(!ok);
+                seen += 1;
+            },
+        );
+        assert_eq!(seen, 42);
+        // The next batch's first request is a fresh group of its own.
+        let p = g.push(
+            Entry::Valid {
+                header: hdr(0x50, false),
+                len: 0,
+            },
+            true,
+            100,
+        );
+        assert_eq!(p, Pushed::Held, "first request of the next batch");
+        let mut answers = Vec::new();
+        g.finish(
+            |_| -> Result<(), ()> { Ok(()) },
+            |t, ok, _| answers.push((t, ok)),
+        );
+        assert_eq!(answers, [(100, true)]);
     }
 
     #[test]

@@ -14,12 +14,16 @@
 extern crate alloc;
 
 pub mod adapter;
+pub mod dispatch;
 pub mod group;
+pub mod message;
 pub mod request;
 pub mod smbus;
 
-pub use adapter::{Functionality, I2cAdapter, Message};
-pub use group::{Group, GroupError, MessageSlot};
+pub use adapter::I2cAdapter;
+pub use dispatch::{ExecError, execute};
+pub use group::{Group, MessageSlot};
+pub use message::{Functionality, Message};
 pub use request::{Address, HeaderError, RequestHeader};
 pub use smbus::{SmbusError, SmbusOp};
 

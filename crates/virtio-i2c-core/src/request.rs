@@ -64,27 +64,18 @@ pub struct RequestHeader {
 }
 
 /// Why a header was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     /// Reserved flag bits are set.
+    #[error("reserved flag bits set: {0:#x}")]
     ReservedFlags(u32),
     /// A 10-bit address: no device on this bus has one.
+    #[error("10-bit address {0:#06x} not supported")]
     TenBitAddress(u16),
     /// Bits that no address encoding uses are set.
+    #[error("malformed address field {0:#06x}")]
     BadAddress(u16),
 }
-
-impl fmt::Display for HeaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HeaderError::ReservedFlags(fl) => write!(f, "reserved flag bits set: {fl:#x}"),
-            HeaderError::TenBitAddress(a) => write!(f, "10-bit address {a:#06x} not supported"),
-            HeaderError::BadAddress(a) => write!(f, "malformed address field {a:#06x}"),
-        }
-    }
-}
-
-impl core::error::Error for HeaderError {}
 
 /// Flags of a header whose address could not be decoded, so grouping can go on.
 pub fn fail_next_of(bytes: &[u8; OUT_HDR_LEN]) -> bool {

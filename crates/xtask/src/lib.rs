@@ -18,7 +18,7 @@ use clap::CommandFactory;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The output directory could not be created.
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}", path.display())]
     CreateDir {
         /// The directory.
         path: PathBuf,
@@ -26,7 +26,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A page could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The page.
         path: PathBuf,

@@ -4,49 +4,27 @@
 //! becomes readable when edges are pending; the vhost-user worker waits on it together with
 //! the queues, so interrupts need no thread of their own.
 
-pub mod cdev;
+pub mod error;
+pub mod linux;
 pub mod sim;
 
-use std::io;
+use std::num::NonZeroU16;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use virtio_gpio_core::{Edge, GpioHost, LineConfig};
 
-pub use cdev::{CdevChip, ChipInfo, OpenError};
+pub use error::HostError;
+pub use linux::{ChipInfo, LinuxChip, OpenError};
 pub use sim::SimChip;
 
-use crate::args::DeviceSpec;
-
-/// A host failure on one operation.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    /// The line is not requested (it has no direction and no interrupt type).
-    #[error("line {0} is not in use")]
-    NotRequested(u16),
-    /// The character device refused an operation.
-    #[error("{chip}: line {line}: cannot {op}")]
-    Line {
-        /// The chip.
-        chip: PathBuf,
-        /// The line.
-        line: u16,
-        /// What was attempted.
-        op: &'static str,
-        /// gpiocdev's error.
-        #[source]
-        source: gpiocdev::Error,
-    },
-    /// The backend's event descriptor (epoll or eventfd) failed.
-    #[error("cannot {op} the host event descriptor")]
-    Event {
-        /// What was attempted.
-        op: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+/// One entry of `--device-list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// `/dev/gpiochipN`.
+    Chip(u32),
+    /// A simulated chip with this many lines.
+    Simulated(NonZeroU16),
 }
 
 /// Where a socket's device comes from; opened once at startup, instantiated per connection.
@@ -71,7 +49,7 @@ impl HostSource {
     pub fn instantiate(&self) -> Result<Host, HostError> {
         match self {
             Self::Simulated(n) => SimChip::new(*n).map(Host::Sim),
-            Self::Chip(info) => CdevChip::new(Arc::clone(info)).map(Host::Chip),
+            Self::Chip(info) => LinuxChip::new(Arc::clone(info)).map(Host::Chip),
         }
     }
 
@@ -95,7 +73,7 @@ pub enum Host {
     /// Simulated chip.
     Sim(SimChip),
     /// Character device.
-    Chip(CdevChip),
+    Chip(LinuxChip),
 }
 
 impl GpioHost for Host {

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use virtio_gpio_core::{Direction, Edge, EdgeDetection, GpioHost, LineConfig};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::HostError;
+use super::error::HostError;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct SimLine {

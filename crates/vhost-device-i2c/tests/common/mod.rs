@@ -267,10 +267,14 @@ pub fn data(c: &Completion) -> &[u8] {
 /// one transfer) and returns the completions in request order.
 pub fn submit(fe: &mut TestFrontend, requests: &[Vec<Desc>], indirect: bool) -> Vec<Completion> {
     let q = fe.queue(0);
+    // The whole batch becomes visible at once: a device that happens to be draining while
+    // the chains are posted must not see (and run) a group cut in half.
+    q.hold(true).expect("hold");
     let heads: Vec<u16> = requests
         .iter()
         .map(|r| q.post(r, indirect).expect("post"))
         .collect();
+    q.hold(false).expect("publish");
     q.kick().expect("kick");
     heads
         .into_iter()

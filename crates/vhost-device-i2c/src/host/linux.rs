@@ -1,5 +1,6 @@
 //! Host adapters: Linux `/dev/i2c-N` through the i2c-dev ioctls.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -9,8 +10,7 @@ use std::path::{Path, PathBuf};
 use virtio_i2c_core::smbus::I2C_BLOCK_MAX;
 use virtio_i2c_core::{Address, Functionality, I2cAdapter, MAX_GROUP_MESSAGES, Message, SmbusOp};
 
-use crate::args::BusRef;
-use crate::bus::AdapterError;
+use super::error::AdapterError;
 
 const I2C_SLAVE: libc::c_ulong = 0x0703;
 const I2C_FUNCS: libc::c_ulong = 0x0705;
@@ -71,10 +71,10 @@ pub enum OpenError {
     #[error("several I2C adapters are named \"{0}\"; use the bus number instead")]
     AmbiguousName(String),
     /// Listing adapters failed.
-    #[error("cannot list I2C adapters in {SYSFS_I2C}: {0}")]
+    #[error("cannot list I2C adapters in {SYSFS_I2C}")]
     ListAdapters(#[source] io::Error),
     /// The device node cannot be opened.
-    #[error("cannot open {path}: {source} (is the i2c-dev module loaded?)")]
+    #[error("cannot open {path} (is the i2c-dev module loaded?)")]
     Open {
         /// The node.
         path: PathBuf,
@@ -83,7 +83,7 @@ pub enum OpenError {
         source: io::Error,
     },
     /// I2C_FUNCS failed.
-    #[error("{path}: cannot query adapter functionality: {source}")]
+    #[error("{path}: cannot query adapter functionality")]
     Funcs {
         /// The node.
         path: PathBuf,
@@ -104,6 +104,33 @@ pub enum OpenError {
         /// The driver's name.
         driver: String,
     },
+}
+
+/// Which host adapter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BusRef {
+    /// `/dev/i2c-N`.
+    Number(u32),
+    /// The adapter's name in sysfs.
+    Name(String),
+}
+
+impl fmt::Display for BusRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusRef::Number(n) => write!(f, "i2c-{n}"),
+            BusRef::Name(s) => write!(f, "adapter \"{s}\""),
+        }
+    }
+}
+
+/// Host devices on one adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSpec {
+    /// The adapter.
+    pub bus: BusRef,
+    /// Device addresses on it.
+    pub addrs: Vec<Address>,
 }
 
 /// One `/dev/i2c-N`.

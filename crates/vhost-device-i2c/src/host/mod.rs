@@ -1,36 +1,27 @@
-//! The virtual bus the guest sees: every configured address routed to its adapter.
+//! Host backends behind the core's `I2cAdapter` trait: Linux i2c-dev adapters ([`linux`])
+//! and simulated devices ([`sim`]), and the [`Router`] that gives the guest one virtual bus:
+//! every configured address routed to its adapter.
 //!
 //! Adapters are shared by all sockets; each sits behind its own mutex so that transfers to
 //! one adapter from several guests are serialized while different adapters run in parallel.
 
-use std::io;
+pub mod error;
+pub mod linux;
+pub mod sim;
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use log::info;
-use virtio_i2c_core::adapter::{ExecError, execute};
-use virtio_i2c_core::{Address, I2cAdapter, Message};
+use virtio_i2c_core::{Address, Message};
+use virtio_i2c_core::{ExecError, execute};
 
-use crate::args::Config;
-use crate::linux::{LinuxAdapter, OpenError};
-use crate::sim::SimBus;
+use error::{AdapterError, SharedAdapter};
+use linux::{AdapterSpec, LinuxAdapter, OpenError};
+use sim::{Model, SimAdapter};
 
-/// A host adapter's failure.
+/// Why a group could not be run.
 #[derive(Debug, thiserror::Error)]
-pub enum AdapterError {
-    /// The ioctl failed (e.g. ENXIO: no acknowledge).
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    /// Nothing answers at the address (simulated bus).
-    #[error("no device at {0}")]
-    NoDevice(Address),
-}
-
-/// An adapter the bus can drive.
-pub type SharedAdapter = Arc<Mutex<dyn I2cAdapter<Error = AdapterError> + Send>>;
-
-/// Why a group could not be run on the bus.
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
+pub enum RouteError {
     /// An address nobody configured.
     #[error("no device configured at {0}")]
     Unrouted(Address),
@@ -42,15 +33,15 @@ pub enum BusError {
     Exec(#[from] ExecError<AdapterError>),
 }
 
-/// Address routing plus the adapters.
-pub struct Bus {
+/// Address routing plus the adapters: the virtual bus the guest sees.
+pub struct Router {
     routes: [Option<u8>; 128],
     adapters: Vec<SharedAdapter>,
 }
 
-impl std::fmt::Debug for Bus {
+impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus")
+        f.debug_struct("Router")
             .field("adapters", &self.adapters.len())
             .finish_non_exhaustive()
     }
@@ -63,18 +54,21 @@ pub enum SetupError {
     #[error(transparent)]
     Open(#[from] OpenError),
     /// More adapters than the routing table can number.
-    #[error("too many adapters: {0}")]
+    #[error("too many adapters")]
     TooManyAdapters(#[from] std::num::TryFromIntError),
 }
 
-impl Bus {
+impl Router {
     /// Opens every host adapter and builds the simulated devices (before any socket exists).
-    pub fn open(config: &Config) -> Result<Self, SetupError> {
-        let mut bus = Bus {
+    pub fn open(
+        adapters: &[AdapterSpec],
+        simulated: &[(Model, Address)],
+    ) -> Result<Self, SetupError> {
+        let mut router = Router {
             routes: [None; 128],
             adapters: Vec::new(),
         };
-        for spec in &config.adapters {
+        for spec in adapters {
             let adapter = LinuxAdapter::open(&spec.bus, &spec.addrs)?;
             info!(
                 "host adapter {} ({}): devices {}",
@@ -82,16 +76,16 @@ impl Bus {
                 adapter.name(),
                 list(&spec.addrs)
             );
-            bus.add(Arc::new(Mutex::new(adapter)), &spec.addrs)?;
+            router.add(Arc::new(Mutex::new(adapter)), &spec.addrs)?;
         }
-        if !config.simulated.is_empty() {
-            for (model, addr) in &config.simulated {
+        if !simulated.is_empty() {
+            for (model, addr) in simulated {
                 info!("simulated {} at {addr}", model.name());
             }
-            let addrs: Vec<Address> = config.simulated.iter().map(|(_, a)| *a).collect();
-            bus.add(Arc::new(Mutex::new(SimBus::new(&config.simulated))), &addrs)?;
+            let addrs: Vec<Address> = simulated.iter().map(|(_, a)| *a).collect();
+            router.add(Arc::new(Mutex::new(SimAdapter::new(simulated))), &addrs)?;
         }
-        Ok(bus)
+        Ok(router)
     }
 
     /// Adds an adapter serving `addrs`.
@@ -117,12 +111,12 @@ impl Bus {
     }
 
     /// Runs one group as one transaction on the adapter its addresses route to.
-    pub fn run(&self, msgs: &mut [Message<'_>]) -> Result<(), BusError> {
+    pub fn run(&self, msgs: &mut [Message<'_>]) -> Result<(), RouteError> {
         let mut target: Option<&SharedAdapter> = None;
         for m in msgs.iter() {
-            let a = self.route(m.addr).ok_or(BusError::Unrouted(m.addr))?;
+            let a = self.route(m.addr).ok_or(RouteError::Unrouted(m.addr))?;
             match target {
-                Some(t) if !Arc::ptr_eq(t, a) => return Err(BusError::SpansAdapters),
+                Some(t) if !Arc::ptr_eq(t, a) => return Err(RouteError::SpansAdapters),
                 _ => target = Some(a),
             }
         }

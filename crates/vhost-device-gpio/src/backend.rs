@@ -1,26 +1,25 @@
-//! The vhost-user side: features, config space, and the worker's three event sources
-//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread.
+//! The vhost-user backend: features, config space, and the worker's three event sources
+//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread; the chains
+//! themselves are handled by [`crate::chains`].
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use log::{debug, error, warn};
+use log::{error, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_device_common::chain::{self, ChainLayout};
-use vhost_device_common::queue::{self, ChainMemory, ChainSink, DrainError, UsedRing};
+use vhost_device_common::queue::{self, UsedRing, WorkerExitEvents};
+use vhost_device_common::report::Chain;
 use vhost_device_common::serve::DaemonBackend;
-use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring};
-use vhost_user_backend::{VhostUserBackend, VringEpollHandler, VringT};
+use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring, memory};
+use vhost_user_backend::{VhostUserBackend, VringEpollHandler};
 use virtio_gpio_core::device::NoLinesError;
 use virtio_gpio_core::msg::{CONFIG_SIZE, VIRTIO_GPIO_F_IRQ, bounded_read};
-use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost};
-use virtio_queue::DescriptorChain;
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use virtio_gpio_core::{GpioDevice, GpioHost};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
-use crate::protocol::{self, ErrorChain, EventDisposition, HeldBuffer};
+use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event};
 
 /// requestq and eventq.
 pub const NUM_QUEUES: usize = 2;
@@ -37,15 +36,6 @@ pub enum WorkerError {
     /// The vrings the library handed over are not the two of this device.
     #[error("expected {NUM_QUEUES} vrings, got {0}")]
     Vrings(usize),
-    /// A queue could not be drained.
-    #[error("queue {queue}")]
-    Drain {
-        /// Queue index.
-        queue: u16,
-        /// The failure.
-        #[source]
-        source: DrainError,
-    },
     /// The host's edge events could not be read.
     #[error("cannot read host GPIO events")]
     Host(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -53,12 +43,11 @@ pub enum WorkerError {
 
 struct State<H> {
     device: GpioDevice<H, HeldBuffer>,
-    mem: GuestMemory,
-    event_idx: bool,
 }
 
 struct Shared<H> {
     state: Mutex<State<H>>,
+    exit_events: WorkerExitEvents,
     config: [u8; CONFIG_SIZE],
     host_fd: RawFd,
 }
@@ -84,124 +73,40 @@ impl<H> std::fmt::Debug for GpioBackend<H> {
     }
 }
 
-/// Completes a held eventq buffer.
-fn complete_event(
-    mem: &GuestMemoryMmap,
-    used: &mut UsedRing<'_, GuestMemory>,
-    buffer: HeldBuffer,
-    status: EventStatus,
-) {
-    let len = buffer.complete(mem, status);
-    used.add(buffer.head, len);
-}
-
-/// Drains the requestq; releases eventq buffers into the eventq's used ring.
-struct RequestSink<'a, 'u, H> {
-    device: &'a mut GpioDevice<H, HeldBuffer>,
-    eventq: &'a mut UsedRing<'u, GuestMemory>,
-}
-
-impl<H: GpioHost> ChainSink<(), GuestMemory> for RequestSink<'_, '_, H> {
-    fn chain(
-        &mut self,
-        chain: DescriptorChain<ChainMemory<'_, ()>>,
-        used: &mut UsedRing<'_, GuestMemory>,
-    ) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let (head, len) = match chain::layout(chain.clone()) {
-            Ok(layout) => {
-                let eventq = &mut *self.eventq;
-                let len = protocol::process_request(self.device, mem, &layout, &mut |b, s| {
-                    complete_event(mem, eventq, b, s)
-                });
-                (layout.head, len)
-            }
-            Err((head, e)) => {
-                debug!("request chain {head}: {e}");
-                (head, 0)
-            }
-        };
-        used.add(head, len);
-    }
-}
-
-/// Drains the eventq: each buffer is held on its line or returned at once.
-struct EventSink<'a, H> {
-    device: &'a mut GpioDevice<H, HeldBuffer>,
-}
-
-impl<H: GpioHost> ChainSink<(), GuestMemory> for EventSink<'_, H> {
-    fn chain(
-        &mut self,
-        chain: DescriptorChain<ChainMemory<'_, ()>>,
-        used: &mut UsedRing<'_, GuestMemory>,
-    ) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let layout: Result<ChainLayout, _> = chain::layout(chain.clone());
-        match layout {
-            Ok(layout) => match protocol::process_event(self.device, mem, &layout) {
-                EventDisposition::Held => {}
-                EventDisposition::Complete(len) => {
-                    used.add(layout.head, len);
-                }
-            },
-            Err((head, e)) => {
-                debug!("eventq chain {head}: {e}");
-                used.add(head, 0);
-            }
-        }
-    }
-}
-
 impl<H> State<H>
 where
     H: GpioHost,
     H::Error: Send + Sync,
 {
-    fn requests(&mut self, requestq: &Vring, eventq: &Vring) -> Result<(), WorkerError> {
+    fn requests(&mut self, requestq: &Vring, eventq: &Vring) {
         // Lock order: eventq, then requestq (inside `drain`); nothing takes them the other way.
-        let mut events = eventq.get_mut();
-        let mut released = UsedRing::new(&mut events);
+        let mut released = UsedRing::lock(eventq);
         let mut sink = RequestSink {
             device: &mut self.device,
             eventq: &mut released,
         };
-        queue::drain(requestq, &self.mem, self.event_idx, &mut sink).map_err(|source| {
-            WorkerError::Drain {
-                queue: REQUEST_QUEUE,
-                source,
-            }
-        })?;
-        released.finish().map_err(|source| WorkerError::Drain {
-            queue: EVENT_QUEUE,
-            source,
-        })
+        queue::drain(requestq, &mut sink);
+        if let Some(used) = released {
+            used.finish();
+        }
     }
 
-    fn events(&mut self, eventq: &Vring) -> Result<(), WorkerError> {
+    fn events(&mut self, eventq: &Vring) {
         let mut sink = EventSink {
             device: &mut self.device,
         };
-        queue::drain(eventq, &self.mem, self.event_idx, &mut sink).map_err(|source| {
-            WorkerError::Drain {
-                queue: EVENT_QUEUE,
-                source,
-            }
-        })
+        queue::drain(eventq, &mut sink);
     }
 
     fn host_edges(&mut self, eventq: &Vring) -> Result<(), WorkerError> {
-        let guard = self.mem.memory();
-        let mem: &GuestMemoryMmap = &guard;
-        let mut events = eventq.get_mut();
-        let mut fired = UsedRing::new(&mut events);
+        let mut fired = UsedRing::lock(eventq);
         self.device
-            .poll_host(&mut |b, s| complete_event(mem, &mut fired, b, s))
+            .poll_host(&mut |b, s| complete_event(&mut fired, b, s))
             .map_err(|e| WorkerError::Host(Box::new(e)))?;
-        fired.finish().map_err(|source| WorkerError::Drain {
-            queue: EVENT_QUEUE,
-            source,
-        })
+        if let Some(used) = fired {
+            used.finish();
+        }
+        Ok(())
     }
 }
 
@@ -216,11 +121,8 @@ where
         let config = device.config().to_bytes();
         Ok(Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State {
-                    device,
-                    mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
-                    event_idx: false,
-                }),
+                state: Mutex::new(State { device }),
+                exit_events: WorkerExitEvents::default(),
                 config,
                 host_fd,
             }),
@@ -263,8 +165,8 @@ where
             | VhostUserProtocolFeatures::CONFIG
     }
 
-    fn set_event_idx(&self, enabled: bool) {
-        self.state().event_idx = enabled;
+    fn set_event_idx(&self, _enabled: bool) {
+        // The vrings know it (the library sets it on each queue); the drain loop reads it there.
     }
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
@@ -275,17 +177,19 @@ where
     fn reset_device(&self) {
         // The frontend resets the device: nothing of the driver's state survives it.
         if let Err(e) = self.state().device.reset() {
-            warn!("device reset: {}", ErrorChain(&e));
+            warn!("device reset: {}", Chain(&e));
         }
     }
 
     fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
-        self.state().mem = mem;
-        Ok(())
+        // The vrings read guest memory through the same atomic the library updates in place;
+        // this only refuses a table that would crash the process (the rings check it again
+        // before they touch it).
+        memory::check_update(&mem)
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        queue::worker_exit_event()
+        self.shared.exit_events.create()
     }
 
     fn handle_event(
@@ -300,8 +204,14 @@ where
         }
         let mut state = self.state();
         let result = match (vrings, device_event) {
-            ([requestq, eventq], REQUEST_QUEUE) => state.requests(requestq, eventq),
-            ([_, eventq], EVENT_QUEUE) => state.events(eventq),
+            ([requestq, eventq], REQUEST_QUEUE) => {
+                state.requests(requestq, eventq);
+                Ok(())
+            }
+            ([_, eventq], EVENT_QUEUE) => {
+                state.events(eventq);
+                Ok(())
+            }
             ([_, eventq], HOST_EVENTS) => state.host_edges(eventq),
             ([_, _], other) => {
                 warn!("unknown device event {other}");
@@ -310,7 +220,7 @@ where
             (v, _) => Err(WorkerError::Vrings(v.len())),
         };
         result.map_err(|e| {
-            error!("GPIO worker stops: {}", ErrorChain(&e));
+            error!("GPIO worker stops: {}", Chain(&e));
             io::Error::other(e)
         })
     }
@@ -326,6 +236,10 @@ where
             .first()
             .ok_or_else(|| io::Error::other("no vring worker"))?;
         handler.register_listener(self.shared.host_fd, EventSet::IN, u64::from(HOST_EVENTS))
+    }
+
+    fn exit_events(&self) -> &WorkerExitEvents {
+        &self.shared.exit_events
     }
 }
 

@@ -1,0 +1,548 @@
+//! The vring type of every daemon: vhost-user-backend's `VringRwLock`, plus what a hostile
+//! frontend or guest must not be able to break.
+//!
+//! - Kick, call and error descriptors from the frontend are checked to be eventfds and made
+//!   non-blocking before the library uses them, so no read or write on them can block a
+//!   worker (a pipe, or a blocking eventfd whose counter the frontend drained or saturated,
+//!   would otherwise hang the worker with the vring lock held). A descriptor that is not an
+//!   eventfd is refused: the ring then never starts.
+//! - Guest memory is used only once [`crate::memory`] has checked that every region lies
+//!   inside its file, and only while the ring's addresses fit inside it.
+//! - A ring the guest or frontend broke (available index out of range) is stopped until the
+//!   frontend sets it up again, with one warning.
+//!
+//! vhost-user-backend's own `VringRwLock` reads the kick eventfd with a blocking read while
+//! the vring lock is held; the upstream fix would be to open the kick/call/err fds
+//! non-blocking (or `fcntl` them) in `VringState::set_kick/set_call/set_err` and to treat
+//! `EAGAIN` from `read_kick` as "no kick".
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard};
+
+use log::{debug, warn};
+use vhost_user_backend::{VringRwLock, VringState, VringStateGuard, VringStateMutGuard, VringT};
+use virtio_queue::{Error as QueueError, QueueT};
+use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryBackend, GuestMemoryMmap};
+
+use crate::GuestMemory;
+use crate::memory::{MemoryError, check_regions};
+
+/// Warning-level reports each ring may make per connection; later ones go to debug level.
+const REPORTS_PER_RING: u32 = 4;
+
+/// Why a descriptor from the frontend was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FdError {
+    /// The descriptor could not be inspected.
+    #[error("cannot inspect descriptor {fd}")]
+    Inspect {
+        /// The descriptor.
+        fd: RawFd,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The descriptor is something other than an eventfd.
+    #[error("descriptor {fd} is {kind}, not an eventfd")]
+    NotAnEventfd {
+        /// The descriptor.
+        fd: RawFd,
+        /// What it is, as /proc names it.
+        kind: String,
+    },
+    /// The descriptor could not be made non-blocking.
+    #[error("cannot make descriptor {fd} non-blocking")]
+    NonBlocking {
+        /// The descriptor.
+        fd: RawFd,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Checks that `fd` is an eventfd and sets `O_NONBLOCK` on it.
+///
+/// The flag is set on the open file description the frontend shares; frontends (QEMU among
+/// them) create their eventfds non-blocking anyway.
+pub fn check_eventfd(fd: BorrowedFd<'_>) -> Result<(), FdError> {
+    let raw = fd.as_raw_fd();
+    let link = std::fs::read_link(format!("/proc/self/fd/{raw}"))
+        .map_err(|source| FdError::Inspect { fd: raw, source })?;
+    if link.as_os_str() != "anon_inode:[eventfd]" {
+        return Err(FdError::NotAnEventfd {
+            fd: raw,
+            kind: link.display().to_string(),
+        });
+    }
+    // SAFETY: F_GETFL on a descriptor we borrow reads its flags and touches no memory.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(FdError::NonBlocking {
+            fd: raw,
+            source: io::Error::last_os_error(),
+        });
+    }
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: F_SETFL with valid flags on a descriptor we borrow touches no memory.
+        if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(FdError::NonBlocking {
+                fd: raw,
+                source: io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A budget of warning-level log lines, so that nothing a guest or frontend does can fill the
+/// log: the first few reports are warnings, the rest debug lines.
+#[derive(Debug)]
+pub struct Reports {
+    left: AtomicU32,
+}
+
+impl Reports {
+    /// A budget of `n` warnings.
+    pub const fn new(n: u32) -> Self {
+        Reports {
+            left: AtomicU32::new(n),
+        }
+    }
+
+    /// Whether the next report may be a warning (uses one from the budget).
+    pub fn take(&self) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Logs `args` as a warning while the budget lasts, then at debug level.
+    pub fn warn(&self, args: std::fmt::Arguments<'_>) {
+        if self.take() {
+            warn!("{args} (repeats of guest or frontend errors are logged at debug level)");
+        } else {
+            debug!("{args}");
+        }
+    }
+}
+
+/// What the ring knows about the memory it runs in.
+#[derive(Debug, Default)]
+struct Checked {
+    /// The memory whose regions were checked and into which the ring's layout fits; kept so
+    /// that its address cannot be reused while [`Health::checked`] names it.
+    memory: Option<Arc<GuestMemoryMmap>>,
+}
+
+#[derive(Debug)]
+struct Health {
+    /// The address of the memory in [`Checked::memory`], or 0: the lock-free fast path.
+    checked: AtomicUsize,
+    slow: Mutex<Checked>,
+    /// The ring was broken by its driver or frontend; stays stopped until set up again.
+    stopped: AtomicBool,
+    reports: Reports,
+}
+
+/// One vring of a daemon; see the module documentation.
+#[derive(Clone)]
+pub struct Vring {
+    inner: VringRwLock<GuestMemory>,
+    mem: GuestMemory,
+    health: Arc<Health>,
+}
+
+impl std::fmt::Debug for Vring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vring")
+            .field("stopped", &self.health.stopped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of a split ring's parts for `size` entries, with the EVENT_IDX fields.
+fn ring_extents(size: u16) -> [(u64, u64); 3] {
+    let n = u64::from(size);
+    [
+        (16, n.saturating_mul(16)),
+        (2, n.saturating_mul(2).saturating_add(6)),
+        (4, n.saturating_mul(8).saturating_add(6)),
+    ]
+}
+
+/// Why a ring cannot run in the current memory.
+#[derive(Debug, thiserror::Error)]
+pub enum RingError {
+    /// The memory table itself is unsafe to touch.
+    #[error("the memory table is unusable")]
+    Memory(#[from] MemoryError),
+    /// A part of the ring lies outside guest memory or is misaligned.
+    #[error("the ring's {part} at {addr:#x} ({len} bytes) is misaligned or outside guest memory")]
+    Layout {
+        /// Which part.
+        part: &'static str,
+        /// Its guest address.
+        addr: u64,
+        /// Its length.
+        len: u64,
+    },
+}
+
+fn check_layout(state: &VringState<GuestMemory>, mem: &GuestMemoryMmap) -> Result<(), RingError> {
+    let q = state.get_queue();
+    let parts = [
+        ("descriptor table", q.desc_table()),
+        ("available ring", q.avail_ring()),
+        ("used ring", q.used_ring()),
+    ];
+    for ((part, addr), (align, len)) in parts.into_iter().zip(ring_extents(q.size())) {
+        let fits = addr.checked_rem(align) == Some(0)
+            && usize::try_from(len).is_ok_and(|l| mem.check_range(GuestAddress(addr), l));
+        if !fits {
+            return Err(RingError::Layout { part, addr, len });
+        }
+    }
+    Ok(())
+}
+
+impl Vring {
+    /// Whether the ring was stopped because its driver or frontend broke it.
+    pub fn is_stopped(&self) -> bool {
+        self.health.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Stops the ring until the frontend sets it up again, with one warning.
+    pub fn stop(&self, why: std::fmt::Arguments<'_>) {
+        if !self.health.stopped.swap(true, Ordering::Relaxed) {
+            self.health
+                .reports
+                .warn(format_args!("virtqueue stopped: {why}"));
+        }
+    }
+
+    /// The ring's warning budget for guest-caused errors on this connection.
+    pub fn reports(&self) -> &Reports {
+        &self.health.reports
+    }
+
+    /// Forgets what was checked (the ring's layout changed), under the state lock.
+    fn reconfigured(&self) {
+        self.health.checked.store(0, Ordering::Release);
+        self.health.stopped.store(false, Ordering::Relaxed);
+    }
+
+    /// Locks the ring and returns the memory to run it in, or `None` when it must not run:
+    /// not started, stopped, or not (yet) fitting into a safe memory table. Reports a ring
+    /// that does not fit once.
+    pub fn lock_running(
+        &self,
+    ) -> Option<(
+        RwLockWriteGuard<'_, VringState<GuestMemory>>,
+        Arc<GuestMemoryMmap>,
+    )> {
+        let state = self.inner.get_mut();
+        if self.is_stopped() || !state.get_queue().ready() {
+            return None;
+        }
+        let memory = self.mem.memory().into_inner();
+        let key = Arc::as_ptr(&memory) as usize;
+        if self.health.checked.load(Ordering::Acquire) == key {
+            return Some((state, memory));
+        }
+        // Slow path: a new memory table or ring layout.
+        let mut slow = self
+            .health
+            .slow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.health.checked.store(0, Ordering::Release);
+        slow.memory = None;
+        if memory.num_regions() == 0 {
+            // Not set up yet (a kick before SET_MEM_TABLE): nothing to do, nothing wrong.
+            return None;
+        }
+        let checked = check_regions(&memory)
+            .map_err(RingError::from)
+            .and_then(|()| check_layout(&state, &memory));
+        match checked {
+            Ok(()) => {
+                self.health.checked.store(key, Ordering::Release);
+                slow.memory = Some(Arc::clone(&memory));
+                Some((state, memory))
+            }
+            Err(e) => {
+                drop(state);
+                self.stop(format_args!("{}", crate::report::Chain(&e)));
+                None
+            }
+        }
+    }
+
+    /// Writes the ring's own kick, so that a drain that stopped early runs again.
+    pub fn rekick(&self) {
+        let state = self.inner.get_ref();
+        if let Some(kick) = state.get_kick() {
+            let one: u64 = 1;
+            // SAFETY: the kick descriptor is a non-blocking eventfd owned by the ring state we
+            // hold a lock on; the write reads 8 bytes from `one`, which lives across the call.
+            let _ = unsafe {
+                libc::write(
+                    kick.as_raw_fd(),
+                    (&raw const one).cast::<libc::c_void>(),
+                    size_of::<u64>(),
+                )
+            };
+        }
+    }
+
+    fn checked_file(&self, what: &str, file: Option<File>) -> Option<File> {
+        let file = file?;
+        match check_eventfd(std::os::fd::AsFd::as_fd(&file)) {
+            Ok(()) => Some(file),
+            Err(e) => {
+                self.health.reports.warn(format_args!(
+                    "{what} descriptor refused: {}",
+                    crate::report::Chain(&e)
+                ));
+                None
+            }
+        }
+    }
+}
+
+impl<'a> VringStateGuard<'a, GuestMemory> for Vring {
+    type G = RwLockReadGuard<'a, VringState<GuestMemory>>;
+}
+
+impl<'a> VringStateMutGuard<'a, GuestMemory> for Vring {
+    type G = RwLockWriteGuard<'a, VringState<GuestMemory>>;
+}
+
+impl VringT<GuestMemory> for Vring {
+    fn new(mem: GuestMemory, max_queue_size: u16) -> Result<Self, QueueError> {
+        Ok(Vring {
+            inner: VringRwLock::new(mem.clone(), max_queue_size)?,
+            mem,
+            health: Arc::new(Health {
+                checked: AtomicUsize::new(0),
+                slow: Mutex::new(Checked::default()),
+                stopped: AtomicBool::new(false),
+                reports: Reports::new(REPORTS_PER_RING),
+            }),
+        })
+    }
+
+    fn get_ref(&self) -> <Self as VringStateGuard<'_, GuestMemory>>::G {
+        self.inner.get_ref()
+    }
+
+    fn get_mut(&self) -> <Self as VringStateMutGuard<'_, GuestMemory>>::G {
+        self.inner.get_mut()
+    }
+
+    fn add_used(&self, desc_index: u16, len: u32) -> Result<(), QueueError> {
+        let (mut state, memory) = self.lock_running().ok_or(QueueError::QueueNotReady)?;
+        state.get_queue_mut().add_used(&*memory, desc_index, len)
+    }
+
+    fn signal_used_queue(&self) -> io::Result<()> {
+        signal(&self.inner.get_ref())
+    }
+
+    fn enable_notification(&self) -> Result<bool, QueueError> {
+        let (mut state, memory) = self.lock_running().ok_or(QueueError::QueueNotReady)?;
+        state.get_queue_mut().enable_notification(&*memory)
+    }
+
+    fn disable_notification(&self) -> Result<(), QueueError> {
+        let (mut state, memory) = self.lock_running().ok_or(QueueError::QueueNotReady)?;
+        state.get_queue_mut().disable_notification(&*memory)
+    }
+
+    fn needs_notification(&self) -> Result<bool, QueueError> {
+        let (mut state, memory) = self.lock_running().ok_or(QueueError::QueueNotReady)?;
+        state.get_queue_mut().needs_notification(&*memory)
+    }
+
+    fn set_enabled(&self, enabled: bool) {
+        self.inner.set_enabled(enabled);
+    }
+
+    fn set_queue_info(
+        &self,
+        desc_table: u64,
+        avail_ring: u64,
+        used_ring: u64,
+    ) -> Result<(), QueueError> {
+        let mut state = self.inner.get_mut();
+        self.reconfigured();
+        state.set_queue_info(desc_table, avail_ring, used_ring)
+    }
+
+    fn queue_next_avail(&self) -> u16 {
+        self.inner.queue_next_avail()
+    }
+
+    fn set_queue_next_avail(&self, base: u16) {
+        let mut state = self.inner.get_mut();
+        self.reconfigured();
+        state.get_queue_mut().set_next_avail(base);
+    }
+
+    fn set_queue_next_used(&self, idx: u16) {
+        self.inner.set_queue_next_used(idx);
+    }
+
+    fn queue_used_idx(&self) -> Result<u16, QueueError> {
+        // The library reads this while setting the ring's addresses: only from a memory
+        // table that was checked, and only where it is mapped.
+        let memory = self.mem.memory().into_inner();
+        if let Err(e) = check_regions(&memory) {
+            self.health.reports.warn(format_args!(
+                "used index not read: {}",
+                crate::report::Chain(&e)
+            ));
+            return Err(QueueError::QueueNotReady);
+        }
+        let state = self.inner.get_ref();
+        state
+            .get_queue()
+            .used_idx(&*memory, Ordering::Relaxed)
+            .map(|idx| idx.0)
+    }
+
+    fn set_queue_size(&self, num: u16) {
+        let mut state = self.inner.get_mut();
+        self.reconfigured();
+        state.get_queue_mut().set_size(num);
+    }
+
+    fn set_queue_event_idx(&self, enabled: bool) {
+        self.inner.set_queue_event_idx(enabled);
+    }
+
+    fn set_queue_ready(&self, ready: bool) {
+        let mut state = self.inner.get_mut();
+        self.reconfigured();
+        state.get_queue_mut().set_ready(ready);
+    }
+
+    fn set_kick(&self, file: Option<File>) {
+        let file = self.checked_file("kick", file);
+        self.inner.set_kick(file);
+    }
+
+    fn read_kick(&self) -> io::Result<bool> {
+        let state = self.inner.get_ref();
+        if let Some(kick) = state.get_kick() {
+            match kick.consume() {
+                // Non-blocking: nothing to read means the frontend read it, or the event came
+                // from a descriptor replaced since. Either way there may be work: go on.
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // Returning the error would end the worker thread.
+                    self.health
+                        .reports
+                        .warn(format_args!("cannot read the kick descriptor: {e}"));
+                }
+            }
+        }
+        Ok(state.is_enabled())
+    }
+
+    fn set_call(&self, file: Option<File>) {
+        let file = self.checked_file("call", file);
+        self.inner.set_call(file);
+    }
+
+    fn set_err(&self, file: Option<File>) {
+        let file = self.checked_file("error", file);
+        self.inner.set_err(file);
+    }
+}
+
+/// Signals the guest through the ring's call eventfd. A full eventfd counter (`EAGAIN`) means
+/// a notification is pending already: nothing is lost.
+pub fn signal(state: &VringState<GuestMemory>) -> io::Result<()> {
+    match state.signal_used_queue() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use vmm_sys_util::eventfd::EventFd;
+
+    fn blocking_eventfd() -> File {
+        let fd = EventFd::new(0).unwrap();
+        // SAFETY: dup gives a new descriptor that only the File owns.
+        unsafe { File::from_raw_fd(libc::dup(fd.as_raw_fd())) }
+    }
+
+    #[test]
+    fn eventfd_is_accepted_and_made_non_blocking() {
+        let f = blocking_eventfd();
+        check_eventfd(f.as_fd()).unwrap();
+        // SAFETY: F_GETFL reads the flags of a descriptor we own.
+        let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+        assert_ne!(flags & libc::O_NONBLOCK, 0, "O_NONBLOCK set");
+    }
+
+    #[test]
+    fn pipe_is_refused() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are new and owned only here.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut w = File::from(w);
+        w.write_all(&[1]).unwrap();
+        let e = check_eventfd(r.as_fd()).unwrap_err();
+        assert!(matches!(e, FdError::NotAnEventfd { ref kind, .. } if kind.starts_with("pipe:")));
+    }
+
+    #[test]
+    fn regular_file_is_refused() {
+        let f = File::open("/proc/self/status").unwrap();
+        assert!(matches!(
+            check_eventfd(f.as_fd()),
+            Err(FdError::NotAnEventfd { .. })
+        ));
+    }
+
+    #[test]
+    fn report_budget_runs_out() {
+        let r = Reports::new(2);
+        assert!(r.take());
+        assert!(r.take());
+        assert!(!r.take());
+        assert!(!r.take());
+    }
+
+    #[test]
+    fn read_kick_on_a_drained_eventfd_does_not_block() {
+        let mem = GuestMemory::new(GuestMemoryMmap::new());
+        let v = Vring::new(mem, 8).unwrap();
+        v.set_kick(Some(blocking_eventfd()));
+        v.set_enabled(true);
+        // Nothing written: a blocking read would hang here.
+        assert!(v.read_kick().unwrap());
+    }
+
+    #[test]
+    fn a_kick_that_is_not_an_eventfd_leaves_the_ring_without_kick() {
+        let mem = GuestMemory::new(GuestMemoryMmap::new());
+        let v = Vring::new(mem, 8).unwrap();
+        v.set_kick(Some(File::open("/proc/self/status").unwrap()));
+        assert!(v.get_ref().get_kick().is_none());
+    }
+}
