@@ -65,7 +65,14 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xtask: {e}");
+            // The whole chain: "cannot run `cargo deb`: No such file or directory".
+            let mut line = format!("xtask: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }
