@@ -10,7 +10,7 @@
 #   4. the amd64 packages installed with dpkg -i: the installed binaries against their
 #      capability files and a simulated device through the test frontend (the smoke tests),
 #      systemd-analyze verify of the installed units, an administrator's edit of the
-#      conffile surviving a reinstall;
+#      conffile surviving upgrades (to repacked newer versions);
 #   5. dpkg --purge, then nothing of the packages is left on the system.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -222,13 +222,38 @@ for p in "${PACKAGES[@]}"; do
 done
 log "systemd-analyze verify: both units clean"
 
-# An administrator's edit of the conffile survives a reinstall (an upgrade to the same
-# version): dpkg keeps the edited file since the packaged one did not change.
-echo 'VHOST_DEVICE_I2C_ARGS="--simulate 24c02@0x50"  # edited by tests/packaging.sh' >>/etc/default/vhost-device-i2c
-dpkg -i "$DEB_DIR/vhost-device-i2c_${VERSION}_amd64.deb" </dev/null >"$WORK/dpkg-reinstall.log" 2>&1 \
-    || { cat "$WORK/dpkg-reinstall.log"; die "reinstalling vhost-device-i2c"; }
-grep -q 'edited by tests/packaging.sh' /etc/default/vhost-device-i2c || die "the reinstall dropped the conffile edit"
 step_done verify
+
+# Upgrades keep an administrator's edit of the conffile. Two newer versions of the i2c
+# package, repacked from the real one: the first ships the same /etc/default file (dpkg
+# keeps the edited one without asking), the second changes it (with --force-confold dpkg
+# keeps the edited one and puts the new one beside it as .dpkg-dist, as the README says).
+CONF=/etc/default/vhost-device-i2c
+EDIT='VHOST_DEVICE_I2C_ARGS="--simulate 24c02@0x50"  # edited by tests/packaging.sh'
+upgrade_deb() { # NAME VERSION [LINE to append to the packaged conffile]
+    local dir="$WORK/$1"
+    dpkg-deb -R "$DEB_DIR/vhost-device-i2c_${VERSION}_amd64.deb" "$dir"
+    sed -i "s/^Version: .*/Version: $2/" "$dir/DEBIAN/control"
+    [[ -z ${3:-} ]] || echo "$3" >>"$dir$CONF"
+    dpkg-deb --root-owner-group -b "$dir" "$WORK/$1.deb" >/dev/null
+}
+upgrade_to() { # DEB VERSION [dpkg options]
+    local deb=$1 version=$2
+    shift 2
+    dpkg "$@" -i "$deb" </dev/null >"$WORK/upgrade.log" 2>&1 || { cat "$WORK/upgrade.log"; die "upgrade to $version"; }
+    [[ $(dpkg-query -W -f='${Version}' vhost-device-i2c) == "$version" ]] || die "not upgraded to $version"
+}
+echo "$EDIT" >>"$CONF"
+upgrade_deb up1 "${VERSION}+up1"
+upgrade_to "$WORK/up1.deb" "${VERSION}+up1"
+grep -qxF "$EDIT" "$CONF" || die "the upgrade dropped the edit of $CONF"
+[[ ! -e $CONF.dpkg-dist && ! -e $CONF.dpkg-old ]] || die "an upgrade with an unchanged conffile left a .dpkg-dist/.dpkg-old"
+upgrade_deb up2 "${VERSION}+up2" "# a line added by a newer version"
+upgrade_to "$WORK/up2.deb" "${VERSION}+up2" --force-confold
+grep -qxF "$EDIT" "$CONF" || die "--force-confold dropped the edit of $CONF"
+grep -qxF "# a line added by a newer version" "$CONF.dpkg-dist" || die "the new conffile is not in $CONF.dpkg-dist"
+log "upgrades: the edit of $CONF survived an unchanged and a changed packaged conffile"
+step_done upgrade
 
 # ---- 5. purge: nothing left --------------------------------------------------------------------
 dpkg --purge "${PACKAGES[@]}" >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; die "dpkg --purge"; }
