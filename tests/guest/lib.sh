@@ -45,3 +45,81 @@ qemu_binary() {
     (( major >= 9 )) || die "$q is version $ver; QEMU >= 9 is required (bookworm-backports)"
     printf '%s' "$q"
 }
+
+# ---- Host-side runner helpers (run-guest-drivers.sh, run-host-devices.sh) ----------------
+# The runner sets SUITE, LOG_DIR, INITRD, KDIR_ARGS; counters `passed`/`failed`.
+passed=0 failed=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $1: $2"; failed=$((failed + 1)); }
+summary() { echo "$SUITE: $passed passed, $failed failed"; }
+declare -A PIDS=()
+stop_all_daemons() {
+    local name
+    for name in "${!PIDS[@]}"; do kill "${PIDS[$name]}" 2>/dev/null || true; done
+}
+
+# start_daemon NAME SOCKET_BASE CMD...: start a daemon, wait (10 s deadline) for its socket
+# (BASE0, or BASE itself). Sets SOCK_<NAME>.
+start_daemon() {
+    local name="$1" base="$2" i s
+    shift 2
+    [[ -x "$1" ]] || { fail "$SUITE.host.$name-start" "no executable $1 (build: cargo build --release --workspace)"; return 1; }
+    RUST_LOG="${RUST_LOG:-info}" "$@" >"$LOG_DIR/$name-daemon.log" 2>&1 &
+    PIDS[$name]=$!
+    for ((i = 0; i < 100; i++)); do
+        for s in "${base}0" "$base"; do
+            if [[ -S "$s" ]]; then
+                printf -v "SOCK_$name" '%s' "$s"
+                pass "$SUITE.host.$name-start"
+                return 0
+            fi
+        done
+        if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
+            fail "$SUITE.host.$name-start" "daemon exited: $(tail -n 3 "$LOG_DIR/$name-daemon.log" | tr '\n' ' ')"
+            unset "PIDS[$name]"
+            return 1
+        fi
+        sleep 0.1
+    done
+    fail "$SUITE.host.$name-start" "no socket ${base}0 after 10 s"
+    return 1
+}
+
+# alive NAME AFTER: the daemon NAME still runs after the guest AFTER.
+alive() {
+    if [[ -n "${PIDS[$1]:-}" ]] && kill -0 "${PIDS[$1]}" 2>/dev/null; then
+        pass "$SUITE.host.$1-alive-after-$2"
+    else
+        fail "$SUITE.host.$1-alive-after-$2" "daemon is gone (log: $LOG_DIR/$1-daemon.log)"
+    fi
+}
+
+# run_guest ARGS...: run-qemu.sh, its PASS/FAIL lines counted here.
+run_guest() {
+    local out line
+    out="$("$GUEST_DIR/run-qemu.sh" --initrd "$INITRD" --log-dir "$LOG_DIR" ${KDIR_ARGS[@]+"${KDIR_ARGS[@]}"} "$@")" || true
+    while IFS= read -r line; do
+        case "$line" in
+            "PASS: "*) echo "$line"; passed=$((passed + 1)) ;;
+            "FAIL: "*) echo "$line"; failed=$((failed + 1)) ;;
+        esac
+    done <<< "$out"
+}
+
+# sigterm_all: SIGTERM ends each daemon within 5 s (one check per daemon).
+sigterm_all() {
+    local name pid i
+    for name in $(printf '%s\n' "${!PIDS[@]}" | sort); do
+        pid="${PIDS[$name]}"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            fail "$SUITE.host.$name-sigterm" "still running 5 s after SIGTERM"
+            kill -KILL "$pid" 2>/dev/null || true
+        else
+            pass "$SUITE.host.$name-sigterm"
+        fi
+        wait "$pid" 2>/dev/null || true
+        unset "PIDS[$name]"
+    done
+}

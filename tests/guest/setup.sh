@@ -117,11 +117,15 @@ args=()
 while IFS= read -r line; do
     line="${line%%#*}"; line="${line//[[:space:]]/}"
     [[ -z "$line" ]] && continue
-    [[ "$line" =~ ^CONFIG_([A-Za-z0-9_]+)=([ym])$ ]] || die "bad line in kernel.fragment: $line"
+    [[ "$line" =~ ^CONFIG_([A-Za-z0-9_]+)=([ym]|\"[^\"]*\")$ ]] || die "bad line in kernel.fragment: $line"
     sym="${BASH_REMATCH[1]}"; val="${BASH_REMATCH[2]}"
     grep -qx "$sym" "$BUILD/kconfig-symbols" \
         || die "kernel.fragment: CONFIG_$sym does not exist in this kernel source"
-    if [[ "$val" == y ]]; then args+=(--enable "$sym"); else args+=(--module "$sym"); fi
+    case "$val" in
+        y) args+=(--enable "$sym") ;;
+        m) args+=(--module "$sym") ;;
+        *) val="${val#\"}"; args+=(--set-str "$sym" "${val%\"}") ;;
+    esac
 done < "$KERNEL_FRAGMENT"
 ./scripts/config "${args[@]}"
 make -s ARCH=x86_64 olddefconfig >/dev/null

@@ -81,7 +81,14 @@ impl Segments {
 
     /// The segments.
     pub fn as_slice(&self) -> &[Segment] {
-        self.segs.get(..self.count).unwrap_or_default()
+        // Invariant: `push` never lets `count` pass the array's length.
+        let segs = self.segs.get(..self.count);
+        debug_assert!(
+            segs.is_some(),
+            "segment count {} beyond the array",
+            self.count
+        );
+        segs.unwrap_or_default()
     }
 
     fn push(&mut self, seg: Segment) -> Result<(), ChainError> {

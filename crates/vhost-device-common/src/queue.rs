@@ -84,8 +84,11 @@ impl<'a> UsedRing<'a> {
             ));
             return false;
         }
-        let memory = Arc::clone(&self.memory);
-        match self.queue().add_used(&*memory, head, len) {
+        match self
+            .state
+            .get_queue_mut()
+            .add_used(&*self.memory, head, len)
+        {
             Ok(()) => {
                 self.added = self.added.saturating_add(1);
                 true
@@ -105,8 +108,7 @@ impl<'a> UsedRing<'a> {
         if self.added == 0 {
             return;
         }
-        let memory = Arc::clone(&self.memory);
-        let wanted = match self.queue().needs_notification(&*memory) {
+        let wanted = match self.state.get_queue_mut().needs_notification(&*self.memory) {
             Ok(w) => w,
             Err(e) => {
                 self.vring

@@ -18,7 +18,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard};
 
@@ -26,6 +26,7 @@ use log::{debug, warn};
 use vhost_user_backend::{VringRwLock, VringState, VringStateGuard, VringStateMutGuard, VringT};
 use virtio_queue::{Error as QueueError, QueueT};
 use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::event::EventConsumer;
 
 use crate::GuestMemory;
 use crate::memory::{MemoryError, check_regions};
@@ -138,6 +139,10 @@ struct Checked {
     memory: Option<Arc<GuestMemoryMmap>>,
 }
 
+/// Kick descriptors of a running ring a frontend may replace before further replacements
+/// are refused (each replaced one is kept, to be drained, while the frontend holds it).
+const MAX_RETIRED_KICKS: usize = 4;
+
 #[derive(Debug)]
 struct Health {
     /// The address of the memory in [`Checked::memory`], or 0: the lock-free fast path.
@@ -146,6 +151,10 @@ struct Health {
     /// The ring was broken by its driver or frontend; stays stopped until set up again.
     stopped: AtomicBool,
     reports: Reports,
+    /// Kick descriptors replaced while the ring ran. vhost-user-backend leaves them in its
+    /// epoll set (the frontend still holds them open), so a write to one wakes the worker
+    /// until it is read: `read_kick` drains them.
+    retired: Mutex<Vec<EventConsumer>>,
 }
 
 /// One vring of a daemon; see the module documentation.
@@ -299,6 +308,45 @@ impl Vring {
         }
     }
 
+    /// Before a new kick descriptor replaces the one of a running ring: keeps the old one to
+    /// be drained, and marks the ring not ready so that vhost-user-backend starts it again
+    /// with the new descriptor in its epoll set (it only registers a kick when it starts a
+    /// ring). Returns false, refusing the new descriptor, after [`MAX_RETIRED_KICKS`].
+    fn retire_running_kick(&self) -> bool {
+        let mut state = self.inner.get_mut();
+        let Some(old) = state.get_kick() else {
+            return true;
+        };
+        if !state.get_queue().ready() {
+            return true;
+        }
+        let mut retired = self
+            .health
+            .retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if retired.len() >= MAX_RETIRED_KICKS {
+            self.health.reports.warn(format_args!(
+                "kick descriptor of a running ring replaced more than {MAX_RETIRED_KICKS} times; refused"
+            ));
+            return false;
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor the ring state owns (we hold its lock)
+        // makes a new descriptor for the same eventfd; it touches no memory.
+        let dup = unsafe { libc::fcntl(old.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            self.health.reports.warn(format_args!(
+                "cannot keep the replaced kick descriptor: {}",
+                io::Error::last_os_error()
+            ));
+            return false;
+        }
+        // SAFETY: `dup` is a new descriptor that nothing else owns.
+        retired.push(unsafe { EventConsumer::from_raw_fd(dup) });
+        state.get_queue_mut().set_ready(false);
+        true
+    }
+
     fn checked_file(&self, what: &str, file: Option<File>) -> Option<File> {
         let file = file?;
         match check_eventfd(std::os::fd::AsFd::as_fd(&file)) {
@@ -332,6 +380,7 @@ impl VringT<GuestMemory> for Vring {
                 slow: Mutex::new(Checked::default()),
                 stopped: AtomicBool::new(false),
                 reports: Reports::new(REPORTS_PER_RING),
+                retired: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -433,10 +482,23 @@ impl VringT<GuestMemory> for Vring {
 
     fn set_kick(&self, file: Option<File>) {
         let file = self.checked_file("kick", file);
+        if file.is_some() && !self.retire_running_kick() {
+            return;
+        }
         self.inner.set_kick(file);
     }
 
     fn read_kick(&self) -> io::Result<bool> {
+        for retired in self
+            .health
+            .retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            // Non-blocking; nothing pending is the usual case.
+            let _ = retired.consume();
+        }
         let state = self.inner.get_ref();
         if let Some(kick) = state.get_kick() {
             match kick.consume() {

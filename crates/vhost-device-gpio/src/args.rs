@@ -49,6 +49,8 @@ pub struct Config {
     pub sockets: SocketConfig,
     /// The device served on each socket, in socket order.
     pub devices: Vec<DeviceSpec>,
+    /// `--trace`.
+    pub trace: bool,
 }
 
 /// Why the command line was rejected.
@@ -134,7 +136,11 @@ impl TryFrom<Args> for Config {
                 sockets: sockets.count(),
             });
         }
-        Ok(Self { sockets, devices })
+        Ok(Self {
+            sockets,
+            devices,
+            trace: args.sockets.trace,
+        })
     }
 }
 

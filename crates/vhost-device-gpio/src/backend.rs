@@ -19,7 +19,7 @@ use virtio_gpio_core::{GpioDevice, GpioHost};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
-use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event};
+use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event, trace_events};
 
 /// requestq and eventq.
 pub const NUM_QUEUES: usize = 2;
@@ -43,6 +43,7 @@ pub enum WorkerError {
 
 struct State<H> {
     device: GpioDevice<H, HeldBuffer>,
+    trace: bool,
 }
 
 struct Shared<H> {
@@ -84,6 +85,7 @@ where
         let mut sink = RequestSink {
             device: &mut self.device,
             eventq: &mut released,
+            trace: self.trace,
         };
         queue::drain(requestq, &mut sink);
         if let Some(used) = released {
@@ -94,15 +96,20 @@ where
     fn events(&mut self, eventq: &Vring) {
         let mut sink = EventSink {
             device: &mut self.device,
+            trace: self.trace,
         };
         queue::drain(eventq, &mut sink);
     }
 
     fn host_edges(&mut self, eventq: &Vring) -> Result<(), WorkerError> {
         let mut fired = UsedRing::lock(eventq);
+        let trace = self.trace;
+        // Only grows with --trace (an empty Vec does not allocate).
+        let mut traced = Vec::new();
         self.device
-            .poll_host(&mut |b, s| complete_event(&mut fired, b, s))
+            .poll_host(&mut |b, s| complete_event(&mut fired, b, s, trace.then_some(&mut traced)))
             .map_err(|e| WorkerError::Host(Box::new(e)))?;
+        trace_events(&self.device, &mut traced);
         if let Some(used) = fired {
             used.finish();
         }
@@ -114,14 +121,14 @@ impl<H> GpioBackend<H>
 where
     H: GpioHost + AsRawFd,
 {
-    /// A backend for one frontend connection.
-    pub fn new(host: H) -> Result<Self, NoLinesError> {
+    /// A backend for one frontend connection; `trace` logs every message (`--trace`).
+    pub fn new(host: H, trace: bool) -> Result<Self, NoLinesError> {
         let host_fd = host.as_raw_fd();
         let device = GpioDevice::new(host)?;
         let config = device.config().to_bytes();
         Ok(Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State { device }),
+                state: Mutex::new(State { device, trace }),
                 exit_events: WorkerExitEvents::default(),
                 config,
                 host_fd,
@@ -249,7 +256,7 @@ mod tests {
     use crate::host::SimChip;
 
     fn backend() -> GpioBackend<SimChip> {
-        GpioBackend::new(SimChip::new(8).unwrap()).unwrap()
+        GpioBackend::new(SimChip::new(8).unwrap(), false).unwrap()
     }
 
     #[test]

@@ -23,6 +23,8 @@ use vm_memory::GuestMemoryMmap;
 pub struct HeldBuffer {
     /// Head descriptor index, for the used ring.
     pub head: u16,
+    /// The line it waits on (for `--trace`).
+    pub line: u16,
     /// Where the status byte goes.
     pub status: Segments,
 }
@@ -74,11 +76,15 @@ pub fn process_request<H: GpioHost, M: GuestMemory + ?Sized>(
     mem: &M,
     chain: &ChainLayout,
     on_event: &mut dyn FnMut(HeldBuffer, EventStatus),
+    trace: bool,
 ) -> u32 {
-    match execute(device, mem, chain, on_event) {
+    match execute(device, mem, chain, on_event, trace) {
         Ok(len) => used_len(len),
         Err(e) => {
             debug!("request {}: {}", chain.head, Chain(&e));
+            if trace && !matches!(e, RequestFailure::Device(_)) {
+                crate::trace::malformed(&e);
+            }
             let response = msg::encode_response(Status::Err, 0);
             let len = chain.writable.len().min(RESPONSE_SIZE);
             match response
@@ -97,6 +103,7 @@ fn execute<H: GpioHost, M: GuestMemory + ?Sized>(
     mem: &M,
     chain: &ChainLayout,
     on_event: &mut dyn FnMut(HeldBuffer, EventStatus),
+    trace: bool,
 ) -> Result<usize, RequestFailure<H::Error>> {
     let len = chain.readable.len();
     if len != REQUEST_SIZE {
@@ -111,19 +118,27 @@ fn execute<H: GpioHost, M: GuestMemory + ?Sized>(
     if got != want {
         return Err(RequestFailure::ResponseSize { got, want });
     }
-    match device
-        .execute(command, on_event)
-        .map_err(RequestFailure::Device)?
-    {
-        Response::Value(v) => {
+    let answer = match device.execute(command, on_event) {
+        Ok(Response::Value(v)) => {
             chain
                 .writable
                 .write_at(mem, 0, &msg::encode_response(Status::Ok, v))?;
+            crate::trace::Answer::Value(v)
         }
-        Response::Names(names) => {
+        Ok(Response::Names(names)) => {
             chain.writable.write_at(mem, 1, names)?;
             chain.writable.write_at(mem, 0, &[Status::Ok as u8])?;
+            crate::trace::Answer::Names(names.len())
         }
+        Err(e) => {
+            if trace {
+                crate::trace::request(device, &command, Err(&e));
+            }
+            return Err(RequestFailure::Device(e));
+        }
+    };
+    if trace {
+        crate::trace::request::<_, _, DeviceError<H::Error>>(device, &command, Ok(answer));
     }
     Ok(want)
 }
@@ -142,9 +157,11 @@ pub fn process_event<H: GpioHost, M: GuestMemory + ?Sized>(
     device: &mut GpioDevice<H, HeldBuffer>,
     mem: &M,
     chain: &ChainLayout,
+    trace: bool,
 ) -> EventDisposition {
-    let buffer = HeldBuffer {
+    let mut buffer = HeldBuffer {
         head: chain.head,
+        line: u16::MAX,
         status: chain.writable,
     };
     if chain.writable.is_empty() {
@@ -168,20 +185,48 @@ pub fn process_event<H: GpioHost, M: GuestMemory + ?Sized>(
         None
     };
     let Some(line) = line else {
+        if trace {
+            crate::trace::malformed_event();
+        }
         return EventDisposition::Complete(buffer.complete(mem, EventStatus::Invalid));
     };
+    buffer.line = line;
     match device.queue_event(line, buffer) {
         None => EventDisposition::Held,
-        Some((buffer, status)) => EventDisposition::Complete(buffer.complete(mem, status)),
+        Some((buffer, status)) => {
+            if trace {
+                crate::trace::event(device, line, status);
+            }
+            EventDisposition::Complete(buffer.complete(mem, status))
+        }
     }
 }
 
 /// Completes a held eventq buffer, if the eventq runs (a buffer of a stopped eventq is
-/// dropped: it cannot be returned).
-pub fn complete_event(eventq: &mut Option<UsedRing<'_>>, buffer: HeldBuffer, status: EventStatus) {
+/// dropped: it cannot be returned). With `--trace`, the completion is noted in `traced` to
+/// be logged once the device is free to name the line.
+pub fn complete_event(
+    eventq: &mut Option<UsedRing<'_>>,
+    buffer: HeldBuffer,
+    status: EventStatus,
+    traced: Option<&mut Vec<(u16, EventStatus)>>,
+) {
+    if let Some(t) = traced {
+        t.push((buffer.line, status));
+    }
     if let Some(used) = eventq {
         let len = buffer.complete(used.memory(), status);
         used.add(buffer.head, len);
+    }
+}
+
+/// Logs the eventq completions noted by [`complete_event`].
+pub fn trace_events<H: GpioHost>(
+    device: &GpioDevice<H, HeldBuffer>,
+    traced: &mut Vec<(u16, EventStatus)>,
+) {
+    for (line, status) in traced.drain(..) {
+        crate::trace::event(device, line, status);
     }
 }
 
@@ -192,6 +237,8 @@ pub struct RequestSink<'a, 'u, H> {
     pub device: &'a mut GpioDevice<H, HeldBuffer>,
     /// The eventq, for buffers a request releases (`None` when it does not run).
     pub eventq: &'a mut Option<UsedRing<'u>>,
+    /// `--trace`: log every message.
+    pub trace: bool,
 }
 
 impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
@@ -200,9 +247,17 @@ impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
         let (head, len) = match chain::layout(chain.clone()) {
             Ok(layout) => {
                 let eventq = &mut *self.eventq;
-                let len = process_request(self.device, mem, &layout, &mut |b, s| {
-                    complete_event(eventq, b, s)
-                });
+                let trace = self.trace;
+                // Only grows with --trace (an empty Vec does not allocate).
+                let mut traced = Vec::new();
+                let len = process_request(
+                    self.device,
+                    mem,
+                    &layout,
+                    &mut |b, s| complete_event(eventq, b, s, trace.then_some(&mut traced)),
+                    trace,
+                );
+                trace_events(self.device, &mut traced);
                 (layout.head, len)
             }
             Err((head, e)) => {
@@ -219,6 +274,8 @@ impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
 pub struct EventSink<'a, H> {
     /// The device.
     pub device: &'a mut GpioDevice<H, HeldBuffer>,
+    /// `--trace`: log every returned buffer.
+    pub trace: bool,
 }
 
 impl<H: GpioHost> ChainSink for EventSink<'_, H> {
@@ -226,7 +283,7 @@ impl<H: GpioHost> ChainSink for EventSink<'_, H> {
         let mem: &GuestMemoryMmap = chain.memory();
         let layout: Result<ChainLayout, _> = chain::layout(chain.clone());
         match layout {
-            Ok(layout) => match process_event(self.device, mem, &layout) {
+            Ok(layout) => match process_event(self.device, mem, &layout, self.trace) {
                 EventDisposition::Held => {}
                 EventDisposition::Complete(len) => {
                     used.add(layout.head, len);

@@ -5,6 +5,7 @@
 //! - [`args`]: the command line and its validation;
 //! - [`backend`]: the vhost-user backend (features, config space, queues, the worker);
 //! - [`chains`]: descriptor chains <-> the core crate;
+//! - [`trace`]: `--trace` lines;
 //! - [`host`]: host backends behind the core's `GpioHost` trait (`host::linux`, the GPIO
 //!   character device through gpiocdev, and `host::sim`).
 
@@ -12,6 +13,7 @@ pub mod args;
 pub mod backend;
 pub mod chains;
 pub mod host;
+pub mod trace;
 
 use log::info;
 use vhost_device_common::daemon::Device;
@@ -46,14 +48,19 @@ pub enum Error {
 #[derive(Debug)]
 pub struct GpioDaemon {
     sources: Vec<HostSource>,
+    trace: bool,
 }
 
 impl GpioDaemon {
     /// A fresh backend for one connection on socket `index`: every line released, no
     /// interrupt state.
-    pub fn backend_for(sources: &[HostSource], index: usize) -> Result<GpioBackend<Host>, Error> {
+    pub fn backend_for(
+        sources: &[HostSource],
+        index: usize,
+        trace: bool,
+    ) -> Result<GpioBackend<Host>, Error> {
         let source = sources.get(index).ok_or(Error::NoDevice(index))?;
-        Ok(GpioBackend::new(source.instantiate()?)?)
+        Ok(GpioBackend::new(source.instantiate()?, trace)?)
     }
 }
 
@@ -84,10 +91,13 @@ impl Device for GpioDaemon {
                 None => info!("inherited socket: {}", source.describe()),
             }
         }
-        Ok(GpioDaemon { sources })
+        Ok(GpioDaemon {
+            sources,
+            trace: config.trace,
+        })
     }
 
     fn backend(&self, index: usize) -> Result<GpioBackend<Host>, Error> {
-        Self::backend_for(&self.sources, index)
+        Self::backend_for(&self.sources, index, self.trace)
     }
 }

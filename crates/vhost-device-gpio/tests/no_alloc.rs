@@ -88,7 +88,7 @@ struct Setup {
 
 fn setup(event_idx: bool) -> Setup {
     // The backend exactly as the daemon makes it for `-l s8`.
-    let backend = GpioDaemon::backend_for(&[HostSource::Simulated(8)], 0).unwrap();
+    let backend = GpioDaemon::backend_for(&[HostSource::Simulated(8)], 0, false).unwrap();
     let mmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
     let mem: GuestMemory = GuestMemoryAtomic::new(mmap.clone());
     let (requestq, request_call) = vring(&mem, REQUEST_RINGS, event_idx).unwrap();

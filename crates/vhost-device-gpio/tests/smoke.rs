@@ -4,20 +4,27 @@
 //! tests/arm64.sh). It answers `--print-capabilities` as its QEMU capability file says, and
 //! a simulated chip gives the same answers on every build: config, line values through
 //! the wired pair 0-1, and an edge interrupt.
-// The whole file is test code.
-#![allow(clippy::indexing_slicing, clippy::panic)]
 
-use std::ffi::OsStr;
+// Test code: a panic is a failed test (also in the shared helpers of `common`).
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::panic
+)]
+
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vhost_user_test_frontend::binary::{DaemonBinary, json_string_field};
-use vhost_user_test_frontend::{Desc, FrontendOptions, TestFrontend};
-use virtio_gpio_core::msg::encode_request;
-use virtio_gpio_core::msg::msg_type::{
-    GET_DIRECTION, GET_VALUE, SET_DIRECTION, SET_IRQ_TYPE, SET_VALUE,
+use common::{
+    DIR_IN, DIR_OUT, GET_DIRECTION, GET_VALUE, IRQ_RISING, SET_DIRECTION, SET_IRQ_TYPE, SET_VALUE,
+    VALID, arm, expect_event, frontend_options, names_blob, ok,
 };
-use vmm_sys_util::tempdir::TempDir;
+use vhost_user_test_frontend::binary::{DaemonBinary, json_string_field};
 
 /// Names the binary to test instead of the workspace build.
 const BIN_VAR: &str = "VHOST_DEVICE_GPIO_BIN";
@@ -26,20 +33,11 @@ const JSON_DIR_VAR: &str = "VHOST_DEVICE_QEMU_JSON_DIR";
 const JSON_NAME: &str = "50-vhost-device-gpio.json";
 /// Where the package installs the binary: the capability file's `binary`.
 const INSTALLED: &str = "/usr/bin/vhost-device-gpio";
-/// Startup and exit may be slow under an emulator.
-const SLOW: Duration = Duration::from_secs(30);
-/// Upper bound of one request.
-const WAIT: Duration = Duration::from_secs(5);
-
-const OK: u8 = 0;
-const VALID: u8 = 1;
-const DIR_OUT: u32 = 1;
-const DIR_IN: u32 = 2;
-const IRQ_RISING: u32 = 1;
+/// Upper bound of `--print-capabilities`, also under an emulator.
+const RUN_LIMIT: Duration = Duration::from_secs(15);
 
 fn binary_under_test() -> DaemonBinary {
-    let bin = DaemonBinary::from_env(BIN_VAR, env!("CARGO_BIN_EXE_vhost-device-gpio"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bin = DaemonBinary::from_env(BIN_VAR, common::binary()).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("testing {}", bin.describe());
     bin
 }
@@ -52,29 +50,11 @@ fn capability_file() -> PathBuf {
     dir.join(JSON_NAME)
 }
 
-/// Sends one request that must succeed; returns the value byte of the response.
-fn ok(fe: &mut TestFrontend, msg_type: u16, line: u16, value: u32) -> u8 {
-    let request = [
-        Desc::Out(encode_request(msg_type, line, value).to_vec()),
-        Desc::In(2),
-    ];
-    let c = fe
-        .queue(0)
-        .transact(&request, false, WAIT)
-        .unwrap_or_else(|e| panic!("type {msg_type} line {line}: {e}"));
-    assert_eq!(c.used_len, 2, "type {msg_type} line {line}: used length");
-    assert_eq!(
-        c.written[0][0], OK,
-        "type {msg_type} line {line} value {value}: status"
-    );
-    c.written[0][1]
-}
-
 #[test]
 fn print_capabilities_matches_the_qemu_capability_file() {
-    let printed = binary_under_test()
-        .run_to_exit(&["--print-capabilities"], SLOW)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = binary_under_test().run_to_exit(&["--print-capabilities"], RUN_LIMIT);
+    assert!(out.status.success(), "--print-capabilities: {out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         json_string_field(&printed, "type"),
         Some("gpio"),
@@ -105,39 +85,21 @@ fn print_capabilities_matches_the_qemu_capability_file() {
 
 #[test]
 fn simulated_chip_config_values_and_interrupt() {
-    let bin = binary_under_test();
-    let dir = TempDir::new_with_prefix("/tmp/vhost-device-gpio-smoke-")
-        .unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let base = dir.as_path().join("gpio.sock");
-    let mut daemon = bin
-        .spawn(
-            [
-                OsStr::new("-s"),
-                base.as_os_str(),
-                OsStr::new("-l"),
-                OsStr::new("s8"),
-            ],
-            &dir.as_path().join("daemon.log"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-    let socket = dir.as_path().join("gpio.sock0");
-    daemon
-        .wait_for_socket(&socket, SLOW)
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    let opts = FrontendOptions {
-        num_queues: 2,
-        queue_size: 64,
-        ..FrontendOptions::default()
-    };
-    let mut fe = TestFrontend::connect(&socket, opts)
-        .unwrap_or_else(|e| panic!("connect: {e}; log:\n{}", daemon.log()));
-    // 8 lines; the names blob "sim-0\0" ... "sim-7\0" is 48 bytes.
-    assert_eq!(
-        fe.get_config(0, 8)
-            .unwrap_or_else(|e| panic!("GET_CONFIG: {e}")),
-        [8, 0, 0, 0, 48, 0, 0, 0]
-    );
+    let mut daemon = binary_under_test()
+        .launch()
+        .args(&["-l", "s8"])
+        .rust_log(None)
+        .frontend(frontend_options())
+        .start();
+    let mut fe = daemon.connect(0);
+    // 8 lines, and the size of the names blob "sim-0\0" ... "sim-7\0".
+    let names_size = u32::try_from(names_blob(8).len()).unwrap();
+    let mut config = vec![8, 0, 0, 0];
+    config.extend_from_slice(&names_size.to_le_bytes());
+    let got = fe
+        .get_config(0, 8)
+        .unwrap_or_else(|e| panic!("GET_CONFIG: {e}"));
+    assert_eq!(got, config);
 
     // Line 0 drives its partner, line 1.
     ok(&mut fe, SET_VALUE, 0, 1);
@@ -154,27 +116,12 @@ fn simulated_chip_config_values_and_interrupt() {
 
     // A rising edge on line 1 comes back on the eventq.
     ok(&mut fe, SET_IRQ_TYPE, 1, IRQ_RISING);
-    let q = fe.queue(1);
-    let head = q
-        .post(
-            &[Desc::Out(1u16.to_le_bytes().to_vec()), Desc::In(1)],
-            false,
-        )
-        .unwrap_or_else(|e| panic!("post eventq buffer: {e}"));
-    q.kick().unwrap_or_else(|e| panic!("kick eventq: {e}"));
+    let head = arm(&mut fe, 1);
     ok(&mut fe, SET_VALUE, 0, 1);
-    let event = fe
-        .queue(1)
-        .wait_head(head, WAIT)
-        .unwrap_or_else(|e| panic!("interrupt on line 1: {e}; log:\n{}", daemon.log()));
-    assert_eq!(
-        (event.used_len, event.written[0][0]),
-        (1, VALID),
-        "eventq answer"
-    );
+    expect_event(&mut fe, head, VALID);
     fe.disconnect();
 
-    let exit = daemon.terminate(SLOW).unwrap_or_else(|e| panic!("{e}"));
-    assert!(exit.success(), "SIGTERM: {exit}; log:\n{}", daemon.log());
-    assert!(!socket.exists(), "{} left behind", socket.display());
+    // SIGTERM: exit 0 at once, socket removed (the harness checks both).
+    let exit = daemon.stop(libc::SIGTERM, Duration::from_secs(10));
+    assert!(exit.status.success(), "SIGTERM: {:?}", exit.status);
 }

@@ -6,7 +6,8 @@ use vhost_user_test_frontend::{FrontendOptions, TestFrontend};
 
 use crate::{Report, ensure};
 
-/// Connects to the daemon at `socket` with `num_queues` queues of `queue_size` entries,
+/// Connects to the daemon at `socket` with `num_queues` queues of `queue_size` entries and
+/// `mem_size` bytes of guest memory,
 /// recording the check `connect`, then records `features`: every bit of `required` must be
 /// offered (`lacks` names them in the failure). `None` if the connection failed; the
 /// remaining checks are then skipped.
@@ -15,12 +16,14 @@ pub fn connect(
     socket: &Path,
     num_queues: usize,
     queue_size: u16,
+    mem_size: usize,
     required: u64,
     lacks: &str,
 ) -> Option<TestFrontend> {
     let opts = FrontendOptions {
         num_queues,
         queue_size,
+        mem_size,
         ..FrontendOptions::default()
     };
     let fe = match TestFrontend::connect(socket, opts) {

@@ -1,11 +1,15 @@
-//! Suite B, GPIO: vhost-device-gpio serving a gpio-sim chip. Outputs are checked in
-//! gpio-sim's sysfs (`sim_gpioN/value`); inputs and interrupts are driven by writing
-//! `pull-up` / `pull-down` to `sim_gpioN/pull`.
+//! host-devices, GPIO: vhost-device-gpio serving a gpio-sim chip. Outputs are checked in
+//! gpio-sim's sysfs (`sim_gpioN/value`) and line ownership with `gpioinfo`; inputs and
+//! interrupts are driven by writing `pull-up` / `pull-down` to `sim_gpioN/pull`.
+//!
+//! No sleeps: a value is polled until it is what the check wants (with a deadline), and
+//! "no interrupt" is shown by a known event on a sentinel line after the actions: once the
+//! sentinel's buffer is back, an interrupt the actions caused would have been delivered.
 
 use std::fs;
 use std::path::Path;
-use std::thread::sleep;
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use vhost_user_test_frontend::{Desc, TestFrontend};
 
@@ -49,11 +53,51 @@ impl Sim<'_> {
     fn pull(&self, line: u16, up: bool) -> Result<(), String> {
         let p = self.dir.join(format!("sim_gpio{line}/pull"));
         fs::write(&p, if up { "pull-up" } else { "pull-down" })
-            .map_err(|e| format!("{}: {e}", p.display()))?;
-        // Let the edge propagate through the kernel and the daemon's event thread.
-        sleep(Duration::from_millis(50));
-        Ok(())
+            .map_err(|e| format!("{}: {e}", p.display()))
     }
+
+    /// The `gpioinfo` line of `line` (the chip is the last component of the sim dir).
+    fn info(&self, line: u16) -> Result<String, String> {
+        let chip = self
+            .dir
+            .file_name()
+            .and_then(|c| c.to_str())
+            .ok_or_else(|| format!("no chip name in {}", self.dir.display()))?;
+        let out = Command::new("gpioinfo")
+            .arg(chip)
+            .output()
+            .map_err(|e| format!("gpioinfo {chip}: {e}"))?;
+        ensure(out.status.success(), || {
+            format!("gpioinfo {chip}: {}", String::from_utf8_lossy(&out.stderr))
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let want = format!("{line}:");
+        text.lines()
+            .find(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some("line") && w.next() == Some(want.as_str())
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .ok_or_else(|| format!("gpioinfo {chip} has no line {line}"))
+    }
+}
+
+/// `Err` unless gpioinfo shows `line` requested by the daemon (consumer
+/// "vhost-device-gpio") in direction `dir` ("input"/"output").
+fn expect_owned(sim: &Sim<'_>, line: u16, dir: &str) -> Result<(), String> {
+    let info = sim.info(line)?;
+    ensure(
+        info.contains("\"vhost-device-gpio\"") && info.contains(&format!(" {dir} ")),
+        || format!("gpioinfo: '{info}', expected consumer \"vhost-device-gpio\" and {dir}"),
+    )
+}
+
+/// `Err` unless gpioinfo shows `line` free.
+fn expect_free(sim: &Sim<'_>, line: u16) -> Result<(), String> {
+    let info = sim.info(line)?;
+    ensure(info.contains("unused") && !info.contains("[used]"), || {
+        format!("gpioinfo: '{info}', expected the line unused")
+    })
 }
 
 /// One request on the request queue: returns (status, value, used length).
@@ -112,9 +156,12 @@ fn wait_irq(fe: &mut TestFrontend, head: u16, timeout: Duration) -> Result<u8, S
 /// Isolates the next check from a failed one: releases `line` (which returns a buffer the
 /// daemon still holds for it) and drops every eventq buffer already returned.
 fn settle(fe: &mut TestFrontend, line: u16) {
+    // Best effort by design: this only cleans up after a check that already reported.
     let _ = req(fe, SET_DIRECTION, line, DIR_NONE);
-    sleep(Duration::from_millis(50));
-    while fe.queue(1).try_used().is_some() {}
+    let deadline = Instant::now() + TIMEOUT;
+    while fe.queue(1).outstanding() > 0 && Instant::now() < deadline {
+        let _ = fe.queue(1).wait_used(Duration::from_millis(100));
+    }
 }
 
 /// `Err` unless the eventq status `s` is `want` (`what` says when).
@@ -125,14 +172,47 @@ fn expect(s: u8, want: u8, what: &str) -> Result<(), String> {
     })
 }
 
-fn no_irq_yet(fe: &mut TestFrontend) -> Result<(), String> {
-    sleep(Duration::from_millis(200));
-    match fe.queue(1).try_used() {
-        None => Ok(()),
-        Some(c) => Err(format!(
-            "eventq buffer returned early (status {:?})",
+/// The line whose edges show that the daemon's event handling has caught up.
+const SENTINEL: u16 = 3;
+
+/// Makes `SENTINEL` an input with EDGE_RISING, held low.
+fn sentinel_setup(fe: &mut TestFrontend, sim: &Sim<'_>) -> Result<(), String> {
+    sim.pull(SENTINEL, false)?;
+    ok(fe, SET_DIRECTION, SENTINEL, DIR_IN)?;
+    ok(fe, SET_IRQ_TYPE, SENTINEL, IRQ_EDGE_RISING).map(|_| ())
+}
+
+/// Shows that the eventq buffer `h` is still held: a rising edge on the sentinel line
+/// (after whatever the check did before) returns the sentinel's buffer VALID, and `h` has
+/// not come back by then. Returns `h`.
+fn still_held(fe: &mut TestFrontend, sim: &Sim<'_>, h: u16) -> Result<u16, String> {
+    sim.pull(SENTINEL, false)?;
+    let s = post_irq(fe, SENTINEL)?;
+    sim.pull(SENTINEL, true)?;
+    let st = wait_irq(fe, s, TIMEOUT).map_err(|e| format!("sentinel line {SENTINEL}: {e}"))?;
+    expect(st, IRQ_VALID, "on the sentinel line")?;
+    match fe.queue(1).wait_head(h, Duration::ZERO) {
+        Ok(c) => Err(format!(
+            "eventq buffer returned before the sentinel's edge was handled (status {:?})",
             c.written.first()
         )),
+        Err(_) => Ok(h),
+    }
+}
+
+/// GET_VALUE on `line` until it reads `want` (deadline [`TIMEOUT`]).
+fn value_until(fe: &mut TestFrontend, line: u16, want: u8) -> Result<(), String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let v = ok(fe, GET_VALUE, line, 0)?;
+        if v == want {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "GET_VALUE line {line} = {v}, expected {want} within {TIMEOUT:?}"
+            ));
+        }
     }
 }
 
@@ -144,6 +224,7 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         socket,
         2,
         64,
+        4 << 20,
         F_IRQ | F_VERSION_1,
         "VIRTIO_GPIO_F_IRQ or VERSION_1",
     ) else {
@@ -199,6 +280,7 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
             })
         });
     rep.check("output-preset-high", r);
+    rep.check("consumer-output", expect_owned(&sim, 0, "output"));
     let r = ok(&mut fe, GET_DIRECTION, 0, 0).and_then(|d| {
         ensure(u32::from(d) == DIR_OUT, || {
             format!("direction {d}, expected OUT")
@@ -228,18 +310,18 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     rep.check("output-get-value", r);
     let r = ok(&mut fe, SET_DIRECTION, 0, DIR_NONE).map(|_| ());
     rep.check("release", r);
+    rep.check("freed-on-none", expect_free(&sim, 0));
 
     // Input, driven through gpio-sim's pull.
     let r = sim
         .pull(1, false)
         .and_then(|()| ok(&mut fe, SET_DIRECTION, 1, DIR_IN))
         .and_then(|_| sim.pull(1, true))
-        .and_then(|()| ok(&mut fe, GET_VALUE, 1, 0))
-        .and_then(|v| ensure(v == 1, || format!("GET_VALUE = {v} with pull-up")))
+        .and_then(|()| value_until(&mut fe, 1, 1))
         .and_then(|()| sim.pull(1, false))
-        .and_then(|()| ok(&mut fe, GET_VALUE, 1, 0))
-        .and_then(|v| ensure(v == 0, || format!("GET_VALUE = {v} with pull-down")));
+        .and_then(|()| value_until(&mut fe, 1, 0));
     rep.check("input-pull", r);
+    rep.check("consumer-input", expect_owned(&sim, 1, "input"));
     let r = ok(&mut fe, GET_DIRECTION, 1, 0).and_then(|d| {
         ensure(u32::from(d) == DIR_IN, || {
             format!("direction {d}, expected IN")
@@ -261,14 +343,15 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     });
     rep.check("invalid-type", r);
 
-    // Interrupts on line 2.
+    // Interrupts on line 2; line 3 is the sentinel.
+    rep.check("sentinel-setup", sentinel_setup(&mut fe, &sim));
     let l = 2;
     let r = sim
         .pull(l, false)
         .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
         .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
         .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| sim.pull(l, true).map(|()| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| {
@@ -280,7 +363,7 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     // Switch type without passing NONE.
     let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING)
         .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| {
@@ -289,14 +372,19 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
             })
         });
     rep.check("irq-falling", r);
-    // An edge while masked is latched and delivered when the buffer comes back.
+    // An edge while masked is latched and delivered when the buffer comes back: the
+    // sentinel's edge after it shows the daemon handled the edge before the buffer came.
     let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH)
         .and_then(|_| sim.pull(l, true))
         .and_then(|()| {
-            sleep(Duration::from_millis(100));
+            sim.pull(SENTINEL, false)?;
+            let s = post_irq(&mut fe, SENTINEL)?;
+            sim.pull(SENTINEL, true)?;
+            let st = wait_irq(&mut fe, s, TIMEOUT)?;
+            expect(st, IRQ_VALID, "on the sentinel line")?;
             post_irq(&mut fe, l)
         })
-        .and_then(|h| wait_irq(&mut fe, h, Duration::from_secs(2)))
+        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_VALID, || {
                 format!("eventq status {s}, expected VALID")
@@ -305,7 +393,7 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     rep.check("irq-latched", r);
     // SET_IRQ_TYPE NONE returns the held buffer INVALID.
     let r = post_irq(&mut fe, l)
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| {
@@ -314,8 +402,8 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
             })
         });
     rep.check("irq-none-returns-invalid", r);
-    // A buffer for a line without an IRQ type comes back INVALID.
-    let r = post_irq(&mut fe, 3)
+    // A buffer for a line without an IRQ type (line 1, an input) comes back INVALID.
+    let r = post_irq(&mut fe, 1)
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_INVALID, || {
@@ -341,7 +429,7 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         })
         .and_then(|()| sim.pull(l, false))
         .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| {
@@ -359,18 +447,18 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
         .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH))
         .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| sim.pull(l, true).map(|()| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "after pull-up"))
         .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "after pull-down"))
         // No third interrupt: the next buffer is held until NONE returns it.
         .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_INVALID, "after NONE"));
@@ -392,13 +480,13 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         .and_then(|s| expect(s, IRQ_VALID, "re-queued buffer, line still low"))
         .and_then(|()| sim.pull(l, true))
         .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "held buffer, line low again"))
         .and_then(|()| sim.pull(l, true))
         .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_INVALID, "after NONE"));
@@ -413,14 +501,13 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
         .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
         .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| sim.pull(l, true).map(|()| h))
         .and_then(|h| {
-            no_irq_yet(&mut fe)
-                .map_err(|e| format!("rising edge after the switch to EDGE_FALLING: {e}"))?;
-            Ok(h)
+            still_held(&mut fe, &sim, h)
+                .map_err(|e| format!("rising edge after the switch to EDGE_FALLING: {e}"))
         })
         .and_then(|h| sim.pull(l, false).map(|()| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
@@ -435,21 +522,20 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
         .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING))
         .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
         .and_then(|h| {
-            no_irq_yet(&mut fe).map_err(|e| format!("after re-sending EDGE_FALLING: {e}"))?;
-            Ok(h)
+            still_held(&mut fe, &sim, h).map_err(|e| format!("after re-sending EDGE_FALLING: {e}"))
         })
         .and_then(|h| sim.pull(l, true).map(|()| h))
-        .and_then(|h| no_irq_yet(&mut fe).map(|()| h))
+        .and_then(|h| still_held(&mut fe, &sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
         .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "falling edge"))
         .and_then(|()| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| ()));
     rep.check("irq-same-type-ok", r);
 
-    for line in [1, 7] {
+    for line in [1, SENTINEL, 7] {
         let _ = ok(&mut fe, SET_DIRECTION, line, DIR_NONE);
     }
     fe.disconnect();

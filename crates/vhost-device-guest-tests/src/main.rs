@@ -1,6 +1,6 @@
-//! Suite B of the guest tests (tests/guest): run inside a QEMU guest next to
-//! `vhost-device-i2c` / `vhost-device-gpio`, which serve real kernel devices
-//! (i2c-stub, gpio-sim). This program is the vhost-user frontend: it sends virtio
+//! The host-devices suite of the guest tests (tests/guest): run inside a QEMU guest next
+//! to `vhost-device-i2c` / `vhost-device-gpio`, which serve real kernel devices (i2c-stub,
+//! gpio-sim, and the guest's i2c-virtio adapter). This program is the vhost-user frontend: it sends virtio
 //! requests the way the Linux drivers do and checks the answers against the kernel
 //! device (gpio-sim's sysfs, i2c-stub's registers).
 //!
@@ -48,7 +48,46 @@ enum Cmd {
         #[arg(long, value_parser = parse_pair)]
         preset: Vec<(u8, u8)>,
         /// Prefix of the check names.
-        #[arg(long, default_value = "b.i2c")]
+        #[arg(long, default_value = "host-devices.i2c")]
+        prefix: String,
+    },
+    /// Test vhost-device-i2c on an I2C-capable adapter (I2C_RDWR) with a 24c02 EEPROM.
+    I2cRdwr {
+        /// The daemon's socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The EEPROM's address.
+        #[arg(long, value_parser = parse_u8)]
+        addr: u8,
+        /// ADDR=VAL: an EEPROM byte the test script wrote through i2c-dev before.
+        #[arg(long, value_parser = parse_pair)]
+        preset: Vec<(u8, u8)>,
+        /// Prefix of the check names.
+        #[arg(long, default_value = "host-devices.i2c-rdwr")]
+        prefix: String,
+    },
+    /// Test one vhost-device-i2c serving two adapters on two sockets.
+    I2cTwoAdapters {
+        /// The daemon's first socket.
+        #[arg(long)]
+        socket0: PathBuf,
+        /// The daemon's second socket.
+        #[arg(long)]
+        socket1: PathBuf,
+        /// An i2c-stub chip's address (the SMBus-only adapter).
+        #[arg(long, value_parser = parse_u8)]
+        smbus_addr: u8,
+        /// The 24c02's address (the I2C-capable adapter).
+        #[arg(long, value_parser = parse_u8)]
+        i2c_addr: u8,
+        /// The daemon's pid (its threads' syscalls show a transfer in progress).
+        #[arg(long)]
+        daemon_pid: u32,
+        /// N of the I2C-capable adapter's /dev/i2c-N.
+        #[arg(long)]
+        i2c_bus: u32,
+        /// Prefix of the check names.
+        #[arg(long, default_value = "host-devices.i2c-two")]
         prefix: String,
     },
     /// Test vhost-device-gpio serving a gpio-sim chip.
@@ -63,7 +102,7 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         names: Vec<String>,
         /// Prefix of the check names.
-        #[arg(long, default_value = "b.gpio")]
+        #[arg(long, default_value = "host-devices.gpio")]
         prefix: String,
     },
 }
@@ -96,6 +135,19 @@ impl Report {
         Self {
             prefix: prefix.to_owned(),
             ..Self::default()
+        }
+    }
+
+    /// Adds `.part` to the check names, until [`Report::prefix_pop`].
+    pub fn prefix_push(&mut self, part: &str) {
+        self.prefix.push('.');
+        self.prefix.push_str(part);
+    }
+
+    /// Undoes the last [`Report::prefix_push`].
+    pub fn prefix_pop(&mut self) {
+        if let Some(at) = self.prefix.rfind('.') {
+            self.prefix.truncate(at);
         }
     }
 
@@ -135,6 +187,36 @@ fn main() -> ExitCode {
         } => {
             let mut r = Report::new(&prefix);
             i2c::run(&mut r, &socket, addr, absent, &preset);
+            r
+        }
+        Cmd::I2cRdwr {
+            socket,
+            addr,
+            preset,
+            prefix,
+        } => {
+            let mut r = Report::new(&prefix);
+            i2c::run_rdwr(&mut r, &socket, addr, &preset);
+            r
+        }
+        Cmd::I2cTwoAdapters {
+            socket0,
+            socket1,
+            smbus_addr,
+            i2c_addr,
+            daemon_pid,
+            i2c_bus,
+            prefix,
+        } => {
+            let mut r = Report::new(&prefix);
+            i2c::run_two_adapters(
+                &mut r,
+                (&socket0, &socket1),
+                smbus_addr,
+                i2c_addr,
+                daemon_pid,
+                i2c_bus,
+            );
             r
         }
         Cmd::Gpio {

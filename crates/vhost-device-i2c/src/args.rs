@@ -62,6 +62,8 @@ pub struct Config {
     pub adapters: Vec<AdapterSpec>,
     /// Simulated devices.
     pub simulated: Vec<(Model, Address)>,
+    /// `--trace`.
+    pub trace: bool,
 }
 
 /// Why the command line was rejected.
@@ -169,6 +171,7 @@ impl TryFrom<Args> for Config {
             sockets,
             adapters,
             simulated,
+            trace: args.sockets.trace,
         })
     }
 }

@@ -30,6 +30,7 @@ pub struct I2cBackend {
 #[derive(Debug)]
 struct Inner {
     router: Arc<Router>,
+    trace: bool,
     exit_events: WorkerExitEvents,
     /// Only the one vring worker thread takes this lock; it never waits.
     group: Mutex<Group<Pending>>,
@@ -37,10 +38,11 @@ struct Inner {
 
 impl I2cBackend {
     /// A fresh device on `router` (shared by every socket).
-    pub fn new(router: Arc<Router>) -> Self {
+    pub fn new(router: Arc<Router>, trace: bool) -> Self {
         I2cBackend {
             inner: Arc::new(Inner {
                 router,
+                trace,
                 exit_events: WorkerExitEvents::default(),
                 group: Mutex::new(Group::new()),
             }),
@@ -105,6 +107,7 @@ impl VhostUserBackend for I2cBackend {
             .unwrap_or_else(PoisonError::into_inner);
         let mut sink = RequestSink {
             router: &self.inner.router,
+            trace: self.inner.trace,
             group: &mut group,
         };
         drain(vring, &mut sink);

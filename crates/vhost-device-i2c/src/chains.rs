@@ -3,10 +3,11 @@
 //!
 //! No vhost types here but the drain loop's [`ChainSink`]/[`UsedRing`].
 
-use log::debug;
+use log::{debug, error};
 use vhost_device_common::chain::{ChainLayout, Segments, layout};
 use vhost_device_common::queue::{ChainSink, UsedRing};
-use virtio_i2c_core::group::{Entry, Pushed};
+use vhost_device_common::report::Chain;
+use virtio_i2c_core::group::{Entry, GroupFailure, Pushed};
 use virtio_i2c_core::request::{OUT_HDR_LEN, fail_next_of, parse_header};
 use virtio_i2c_core::{Group, VIRTIO_I2C_MSG_ERR, VIRTIO_I2C_MSG_OK};
 use vm_memory::GuestMemoryMmap;
@@ -22,7 +23,7 @@ pub struct Pending {
 }
 
 /// Decodes one chain into a group entry. Reads the header once (no double fetch).
-fn decode(router: &Router, mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
+fn decode(mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
     if l.readable.len() < OUT_HDR_LEN {
         return (Entry::Invalid, true);
     }
@@ -48,9 +49,8 @@ fn decode(router: &Router, mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bo
         (false, n, 0) => n,
         _ => return (Entry::Invalid, last),
     };
-    if !router.has(header.addr) {
-        return (Entry::Invalid, last);
-    }
+    // An address outside the device list stays a valid request: the router refuses the
+    // group before any adapter sees it (and the trace can say "no device").
     (Entry::Valid { header, len }, last)
 }
 
@@ -81,18 +81,33 @@ pub struct RequestSink<'a> {
     pub router: &'a Router,
     /// The group being collected (kept across kicks).
     pub group: &'a mut Group<Pending>,
+    /// `--trace`: log every group.
+    pub trace: bool,
 }
 
 impl RequestSink<'_> {
     fn finish(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_>) {
         let router = self.router;
+        let trace = self.trace;
+        if trace && self.group.is_failed() {
+            crate::trace::malformed(self.group.len());
+        }
         let err = self.group.finish(
-            |msgs| router.run(msgs),
+            |msgs| {
+                let result = router.run(msgs);
+                if trace {
+                    crate::trace::group(msgs, &result);
+                }
+                result
+            },
             |p, ok, data| complete(mem, used, p, ok, data),
         );
-        if let Some(e) = err {
+        match err {
+            None => {}
             // Guests probe absent addresses routinely: not worth more than a debug line.
-            debug!("transfer failed: {e}");
+            Some(GroupFailure::Exec(e)) => debug!("transfer failed: {}", Chain(&e)),
+            // A bug in the group's bookkeeping: loud, and the group was failed, not truncated.
+            Some(e @ GroupFailure::Internal(_)) => error!("{e}"),
         }
     }
 }
@@ -115,7 +130,7 @@ impl ChainSink for RequestSink<'_> {
                 return;
             }
         };
-        let (entry, last) = decode(self.router, mem, &l);
+        let (entry, last) = decode(mem, &l);
         let pending = Pending {
             head: l.head,
             writable: l.writable,

@@ -5,6 +5,7 @@
 //! - [`args`]: the command line and its validation;
 //! - [`backend`]: the vhost-user backend (features, queues, memory, the worker);
 //! - [`chains`]: descriptor chains <-> the core crate;
+//! - [`trace`]: `--trace` lines;
 //! - [`host`]: host backends behind the core's `I2cAdapter` trait (`host::linux`,
 //!   `host::sim`) and the router that gives the guest one bus.
 
@@ -12,6 +13,7 @@ pub mod args;
 pub mod backend;
 pub mod chains;
 pub mod host;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -37,6 +39,7 @@ pub enum Error {
 #[derive(Debug)]
 pub struct I2cDaemon {
     router: Arc<Router>,
+    trace: bool,
 }
 
 impl Device for I2cDaemon {
@@ -56,10 +59,11 @@ impl Device for I2cDaemon {
         let router = Router::open(&config.adapters, &config.simulated)?;
         Ok(I2cDaemon {
             router: Arc::new(router),
+            trace: config.trace,
         })
     }
 
     fn backend(&self, _index: usize) -> Result<I2cBackend, Error> {
-        Ok(I2cBackend::new(Arc::clone(&self.router)))
+        Ok(I2cBackend::new(Arc::clone(&self.router), self.trace))
     }
 }

@@ -37,7 +37,7 @@ fn assert_err(c: &vhost_user_test_frontend::Completion, what: &str) {
 
 #[test]
 fn header_shorter_than_8_bytes_is_err() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let hdr = encode_header(EEPROM, false, false);
     for len in [0usize, 1, 4, 7] {
@@ -54,7 +54,7 @@ fn header_shorter_than_8_bytes_is_err() {
 #[test]
 fn header_split_over_descriptors_or_sharing_one_with_data_is_accepted() {
     // Devices must not assume a framing of the request onto descriptors.
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let hdr = encode_header(EEPROM, false, false);
     let c = one(
@@ -89,7 +89,7 @@ fn header_split_over_descriptors_or_sharing_one_with_data_is_accepted() {
 
 #[test]
 fn chain_without_status_byte_returns_used_len_0_and_executes_nothing() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     // A write with only device-readable buffers: nowhere to put a status.
     let c = one(
@@ -112,7 +112,7 @@ fn chain_without_status_byte_returns_used_len_0_and_executes_nothing() {
 
 #[test]
 fn read_request_with_a_device_readable_buffer_is_err() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let c = one(
         &mut fe,
@@ -140,7 +140,7 @@ fn read_request_with_a_device_readable_buffer_is_err() {
 
 #[test]
 fn write_request_with_a_device_writable_data_buffer_is_err() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let c = one(
         &mut fe,
@@ -169,7 +169,7 @@ fn write_request_with_a_device_writable_data_buffer_is_err() {
 
 #[test]
 fn reserved_flags_and_bad_address_fields_are_err() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     for flags in [1 << 2, 1 << 31, 0xffff_fffc] {
         let c = one(
@@ -196,7 +196,7 @@ fn reserved_flags_and_bad_address_fields_are_err() {
 
 #[test]
 fn messages_over_8192_bytes_are_err_and_8192_is_fine() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let c = one(&mut fe, read(EEPROM, 8193, false));
     assert_err(&c, "8193-byte read");
@@ -236,7 +236,7 @@ fn long_group(n: usize, offset: u8) -> Vec<Vec<Desc>> {
 
 #[test]
 fn group_of_43_messages_is_err_and_42_work() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let done = submit(&mut fe, &long_group(43, 0x68), false);
     assert_eq!(done.len(), 43);
@@ -257,9 +257,70 @@ fn group_of_43_messages_is_err_and_42_work() {
     assert_eq!(read_reg(&mut fe, EEPROM, 0x70, 1), [0x01]);
 }
 
+/// The largest group the limits allow (Linux's I2C_RDWR: 42 messages of 8192 bytes),
+/// alternating 8192-byte page writes and 8192-byte reads of the EEPROM, one transfer.
+fn largest_group(last_read_len: u32) -> (Vec<Vec<Desc>>, Vec<Vec<u8>>) {
+    let mut group = Vec::new();
+    let mut expected_reads = Vec::new();
+    for i in 0..21u8 {
+        // Offset 0 then 8191 bytes: the 24c02 wraps them inside page 0, so cell k holds the
+        // last byte written at offset k, and the address pointer ends at 8191 % 8 = 7.
+        let cell = |k: usize| i * 8 + k as u8;
+        let mut payload = vec![0x00];
+        payload.extend((0..8191).map(|j| cell(j % 8)));
+        group.push(write(EEPROM, &payload, true));
+        let last = i == 20;
+        let len = if last { last_read_len } else { 8192 };
+        group.push(read(EEPROM, len, !last));
+        let mut mem = [0xffu8; 256];
+        for (k, m) in mem.iter_mut().enumerate().take(8) {
+            *m = cell(k);
+        }
+        expected_reads.push((0..8192).map(|n| mem[(7 + n) % 256]).collect());
+    }
+    (group, expected_reads)
+}
+
+#[test]
+fn group_of_42_messages_of_8192_bytes_works_and_one_byte_more_is_err() {
+    let d = simulated();
+    let mut fe = d.connect(0);
+    let (group, expected) = largest_group(8192);
+    assert_eq!(group.len(), 42);
+    let done = submit(&mut fe, &group, false);
+    for (i, c) in done.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(
+                (status(c), c.used_len),
+                (OK, 1),
+                "write {i}: {:?}",
+                c.used_len
+            );
+        } else {
+            assert_eq!((status(c), c.used_len), (OK, 8193), "read {i}");
+            // Each read sees the write just before it: every message ran, in order.
+            assert!(
+                data(c) == expected[i / 2].as_slice(),
+                "read {i}: wrong data"
+            );
+        }
+    }
+    let page = read_reg(&mut fe, EEPROM, 0x00, 8);
+    assert_eq!(page, (160..168).collect::<Vec<u8>>());
+    // One byte more in the last message: the whole group fails and nothing runs.
+    write_reg(&mut fe, EEPROM, 0x00, &[0; 8]);
+    let (group, _) = largest_group(8193);
+    let done = submit(&mut fe, &group, false);
+    for (i, c) in done.iter().enumerate() {
+        assert_eq!((status(c), c.used_len), (ERR, 1), "message {i}");
+    }
+    assert_eq!(read_reg(&mut fe, EEPROM, 0x00, 8), [0; 8], "a write ran");
+    still_serves(&mut fe);
+}
+
 #[test]
 fn a_malformed_request_fails_its_whole_group() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let done = submit(
         &mut fe,
@@ -279,9 +340,11 @@ fn a_malformed_request_fails_its_whole_group() {
 
 /// A raw chain's expected outcome.
 enum Expect {
-    /// ERR in the status buffer at this address, or used length 0.
-    ErrOrZero(u64),
-    /// Used length 0 (no status could be written).
+    /// ERR in the status buffer at this address, used length 1: a status byte can be
+    /// written, so it must be.
+    Err(u64),
+    /// Used length 0: no status byte can be written (none in the chain, or the chain's
+    /// descriptors cannot be walked).
     Zero,
 }
 
@@ -313,7 +376,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(OUTSIDE, 8, VIRTQ_DESC_F_NEXT, 1),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let st = buffer(fe, &[0xee]);
     let h = buffer(fe, &hdr_w);
@@ -324,7 +387,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(OUTSIDE, 2, VIRTQ_DESC_F_NEXT, 2),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let st = buffer(fe, &[0xee]);
     let h = buffer(fe, &hdr_r);
@@ -335,7 +398,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(OUTSIDE, 4, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let h = buffer(fe, &hdr_r);
     chains.push((
@@ -353,7 +416,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(u64::MAX - 3, 8, VIRTQ_DESC_F_NEXT, 1),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
     let h = buffer(fe, &hdr_w);
     chains.push((
@@ -388,7 +451,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             raw(st, 0, VIRTQ_DESC_F_NEXT, 1),
             raw(st, 1, VIRTQ_DESC_F_WRITE, 0),
         ],
-        Expect::ErrOrZero(st),
+        Expect::Err(st),
     ));
 
     let mut posted = Vec::new();
@@ -409,7 +472,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
             .unwrap_or_else(|e| panic!("{name}: no completion: {e:?}"));
         match expect {
             Expect::Zero => assert_eq!(c.used_len, 0, "{name}"),
-            Expect::ErrOrZero(st) => {
+            Expect::Err(st) => {
                 let s: u8 = fe.queue(0).memory().read_obj(GuestAddress(st)).unwrap();
                 assert!(
                     c.used_len == 0 || (c.used_len == 1 && s == ERR),
@@ -425,7 +488,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
 
 #[test]
 fn descriptors_outside_guest_memory_do_not_crash_the_device() {
-    let mut d = Daemon::simulated();
+    let mut d = simulated();
     let mut fe = d.connect(0);
     post_raw_chains(&mut fe);
     still_serves(&mut fe);
@@ -434,7 +497,7 @@ fn descriptors_outside_guest_memory_do_not_crash_the_device() {
 
 #[test]
 fn many_bad_requests_in_one_kick_then_good_ones() {
-    let mut d = Daemon::simulated();
+    let mut d = simulated();
     let mut fe = d.connect(0);
     let hdr_w = encode_header(EEPROM, false, false).to_vec();
     let hdr_r = encode_header(EEPROM, true, false).to_vec();

@@ -60,7 +60,7 @@ fn setup(event_idx: bool) -> Setup {
     .unwrap();
     let config = Config::try_from(args).unwrap();
     let router = Router::open(&config.adapters, &config.simulated).unwrap();
-    let backend = I2cBackend::new(Arc::new(router));
+    let backend = I2cBackend::new(Arc::new(router), false);
 
     let mmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
     let mem: GuestMemory = GuestMemoryAtomic::new(mmap.clone());

@@ -16,38 +16,11 @@
 mod common;
 
 use common::*;
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_test_frontend::FrontendOptions;
 
 #[test]
-fn negotiation_offers_the_virtio_i2c_features() {
-    let d = Daemon::simulated();
-    let fe = d.connect(0);
-    let offered = fe.offered_features();
-    for (bit, name) in [
-        (32, "VERSION_1"),
-        (28, "INDIRECT_DESC"),
-        (29, "EVENT_IDX"),
-        (30, "PROTOCOL_FEATURES"),
-        (0, "VIRTIO_I2C_F_ZERO_LENGTH_REQUEST"),
-    ] {
-        assert_ne!(offered & (1 << bit), 0, "{name} not offered: {offered:#x}");
-    }
-    // Nothing the frontend wants was refused.
-    assert_eq!(fe.acked_features() & offered, fe.acked_features());
-    assert!(fe.event_idx());
-    let proto = VhostUserProtocolFeatures::from_bits_truncate(fe.protocol_features());
-    assert!(proto.contains(VhostUserProtocolFeatures::MQ), "{proto:?}");
-    assert!(
-        proto.contains(VhostUserProtocolFeatures::REPLY_ACK),
-        "{proto:?}"
-    );
-    assert_eq!(fe.backend_queue_num(), Some(1));
-}
-
-#[test]
 fn eeprom_page_write_then_read_back_as_one_group() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     // A fresh 24c02 reads as erased.
     assert_eq!(read_reg(&mut fe, EEPROM, 0x10, 8), [0xff; 8]);
@@ -78,7 +51,7 @@ fn eeprom_page_write_then_read_back_as_one_group() {
 fn eeprom_through_a_four_entry_queue_with_indirect_descriptors() {
     // QEMU's vhost-user-i2c queue has 4 entries: a 3-descriptor write plus a 3-descriptor
     // read only fit as indirect chains.
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
@@ -106,7 +79,7 @@ fn eeprom_through_a_four_entry_queue_with_indirect_descriptors() {
 
 #[test]
 fn transfers_work_without_event_idx() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
@@ -125,7 +98,7 @@ fn transfers_work_without_event_idx() {
 
 #[test]
 fn eeprom_page_write_wraps_inside_the_8_byte_page() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     // Four bytes at 0x26: 0x26, 0x27, then back to 0x20, 0x21 of the same page.
     write_reg(&mut fe, EEPROM, 0x26, &[1, 2, 3, 4]);
@@ -139,7 +112,7 @@ fn eeprom_page_write_wraps_inside_the_8_byte_page() {
 
 #[test]
 fn eeprom_sequential_read_wraps_at_256() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0xfe, &[0xaa, 0xbb]);
     write_reg(&mut fe, EEPROM, 0x00, &[0xcc, 0xdd]);
@@ -155,7 +128,7 @@ fn eeprom_sequential_read_wraps_at_256() {
 
 #[test]
 fn rtc_time_set_and_read_back() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     // 2031-07-15 (a Tuesday: weekday register 3) 12:34:50, 24-hour mode, BCD.
     let time = [0x50, 0x34, 0x12, 0x03, 0x15, 0x07, 0x31];
@@ -169,15 +142,21 @@ fn rtc_time_set_and_read_back() {
         regs[0]
     );
     assert_eq!(&regs[1..], &time[1..], "minutes..year");
-    // The clock runs: a second later the seconds register has moved on.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let later = read_reg(&mut fe, RTC, 0x00, 1)[0];
-    assert_ne!(later, regs[0], "the clock does not run");
+    // The clock runs: the seconds register moves on within about a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while read_reg(&mut fe, RTC, 0x00, 1)[0] == regs[0] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock does not run: seconds stay {:#04x} for 3 s",
+            regs[0]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[test]
 fn rtc_oscillator_stop_flag_is_cleared_by_writing_the_control_register() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     const OSF: u8 = 1 << 5;
     assert_eq!(
@@ -201,7 +180,7 @@ fn rtc_oscillator_stop_flag_is_cleared_by_writing_the_control_register() {
 
 #[test]
 fn unknown_address_is_err_and_the_device_keeps_serving() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     let w = one(&mut fe, write(ABSENT, &[0x00, 0x01], false));
     assert_eq!((status(&w), w.used_len), (ERR, 1), "{w:?}");
@@ -225,7 +204,7 @@ fn unknown_address_is_err_and_the_device_keeps_serving() {
 
 #[test]
 fn fail_next_a_failing_group_executes_nothing() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     // Write to the EEPROM, then a read from an absent device in the same group.
     let done = submit(
@@ -263,7 +242,7 @@ fn fail_next_a_failing_group_executes_nothing() {
 
 #[test]
 fn fail_next_a_group_where_all_succeed_is_all_ok() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x48, &[0x5a, 0xa5]);
     write_reg(&mut fe, RTC, 0x08, &[0x77]);
@@ -289,7 +268,7 @@ fn fail_next_a_group_where_all_succeed_is_all_ok() {
 
 #[test]
 fn two_groups_in_one_kick_are_independent() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     // A failing group followed by a good one, all posted before one kick.
     let done = submit(
@@ -310,7 +289,7 @@ fn two_groups_in_one_kick_are_independent() {
 
 #[test]
 fn zero_length_requests_probe_presence() {
-    let d = Daemon::simulated();
+    let d = simulated();
     let mut fe = d.connect(0);
     for read in [false, true] {
         for indirect in [false, true] {
@@ -335,55 +314,8 @@ fn zero_length_requests_probe_presence() {
 }
 
 #[test]
-fn a_new_connection_works_after_a_disconnect() {
-    let d = Daemon::simulated();
-    {
-        let mut fe = d.connect(0);
-        write_reg(&mut fe, EEPROM, 0x80, &[0x42]);
-        assert_eq!(read_reg(&mut fe, EEPROM, 0x80, 1), [0x42]);
-    }
-    {
-        // Leave requests in flight (including an unfinished group) when disconnecting.
-        let mut fe = d.connect(0);
-        let q = fe.queue(0);
-        q.post(&write(EEPROM, &[0x90], true), false).unwrap();
-        q.post(&read(EEPROM, 4, false), false).unwrap();
-        q.post(&write(EEPROM, &[0x98], true), false).unwrap();
-        q.kick().unwrap();
-    }
-    for _ in 0..2 {
-        let mut fe = d.connect(0);
-        still_serves(&mut fe);
-        write_reg(&mut fe, EEPROM, 0x88, &[0x24]);
-        assert_eq!(read_reg(&mut fe, EEPROM, 0x88, 1), [0x24]);
-    }
-    let mut d = d;
-    assert!(d.is_running());
-}
-
-#[test]
-fn two_sockets_serve_two_frontends_at_once() {
-    let d = Daemon::start(&["-c", "2"], 2);
-    let mut fe0 = d.connect(0);
-    let mut fe1 = d.connect(1);
-    // Both connected at once; both transfer, interleaved.
-    still_serves(&mut fe0);
-    still_serves(&mut fe1);
-    // They share the simulated devices.
-    write_reg(&mut fe0, EEPROM, 0xa0, &[0xde, 0xad]);
-    assert_eq!(read_reg(&mut fe1, EEPROM, 0xa0, 2), [0xde, 0xad]);
-    write_reg(&mut fe1, RTC, 0x10, &[0xbe]);
-    assert_eq!(read_reg(&mut fe0, RTC, 0x10, 1), [0xbe]);
-    // One frontend leaving does not disturb the other, and its socket takes a new one.
-    drop(fe0);
-    still_serves(&mut fe1);
-    let mut fe0 = d.connect(0);
-    assert_eq!(read_reg(&mut fe0, EEPROM, 0xa0, 2), [0xde, 0xad]);
-}
-
-#[test]
 fn concurrent_transfers_from_two_sockets_stay_consistent() {
-    let d = Daemon::start(&["-c", "2"], 2);
+    let d = start(&["-c", "2"], 2);
     let handles: Vec<_> = (0..2usize)
         .map(|i| {
             let mut fe = d.connect(i);

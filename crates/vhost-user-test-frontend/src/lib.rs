@@ -6,6 +6,12 @@
 //! [`TestQueue`] acts as a virtio driver: it posts descriptor chains, kicks, and
 //! collects used elements.
 //!
+//! The hostile-frontend suite is built from three modules: [`raw`] speaks the wire format
+//! itself (so it can send what a correct frontend never would), [`dut`] runs a daemon binary
+//! and checks it after an attack (alive, idle CPU, bounded log, GET_VRING_BASE answered, a
+//! fresh connection served within a second), and [`attacks`] holds one function per attack;
+//! a daemon crate lists them with [`hostile_frontend_tests!`].
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use vhost_user_test_frontend::{Desc, FrontendOptions, TestFrontend};
@@ -18,13 +24,17 @@
 //! # Ok::<(), vhost_user_test_frontend::Error>(())
 //! ```
 
+pub mod attacks;
 pub mod bench;
 pub mod binary;
+pub mod daemon;
+pub mod dut;
 pub mod hostile;
 pub mod inproc;
 mod layout;
 mod poll;
 mod queue;
+pub mod raw;
 
 use std::fs::File;
 use std::io;

@@ -123,6 +123,27 @@ impl TestQueue {
         }
     }
 
+    /// The kick eventfd's descriptor (to hand to a backend).
+    /// Replaces the kick eventfd this queue writes (after the frontend sent the new one with
+    /// SET_VRING_KICK); returns the old one.
+    pub(crate) fn replace_kick(&mut self, kick: EventFd) -> EventFd {
+        std::mem::replace(&mut self.kick, kick)
+    }
+
+    pub(crate) fn kick_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.kick)
+    }
+
+    /// The call eventfd's descriptor (to hand to a backend).
+    pub(crate) fn call_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.call)
+    }
+
+    /// Sets whether VIRTIO_RING_F_EVENT_IDX is in use (decided after the queue was made).
+    pub(crate) fn set_event_idx(&mut self, on: bool) {
+        self.event_idx = on;
+    }
+
     /// Index of this queue.
     pub fn index(&self) -> usize {
         self.index

@@ -165,6 +165,21 @@ impl<H: GpioHost, T> GpioDevice<H, T> {
         self.config
     }
 
+    /// The host's name of `line` (empty if it has none or the line does not exist).
+    pub fn line_name(&self, line: u16) -> &str {
+        if line >= self.config.ngpio {
+            return "";
+        }
+        self.host.line_name(line).unwrap_or("")
+    }
+
+    /// The interrupt type the driver set on `line` (`None` for a line that does not exist).
+    pub fn irq_type(&self, line: u16) -> IrqType {
+        self.lines
+            .get(usize::from(line))
+            .map_or(IrqType::None, |l| l.irq)
+    }
+
     fn line_mut(&mut self, line: u16) -> Result<&mut Line<T>, DeviceError<H::Error>> {
         let ngpio = self.config.ngpio;
         self.lines

@@ -49,7 +49,10 @@ impl LineNames {
 
     /// `gpio_names_size` for the config space.
     pub fn size(&self) -> u32 {
-        u32::try_from(self.blob.len()).unwrap_or(0)
+        // Invariant: at most 65535 names of bounded length; far below 4 GiB.
+        let size = u32::try_from(self.blob.len());
+        debug_assert!(size.is_ok(), "line-name blob of {} bytes", self.blob.len());
+        size.unwrap_or(0)
     }
 }
 

@@ -125,9 +125,12 @@ impl<T> Group<T> {
             }
         };
         let offset = self.used;
-        // The arena holds MAX_GROUP_MESSAGES messages of MAX_MESSAGE_LEN, so this fits.
         let end = offset.saturating_add(len);
+        // Invariant, not guest input: at most MAX_GROUP_MESSAGES messages (checked above) of
+        // at most MAX_MESSAGE_LEN bytes (checked above) fit the arena. Should it ever break,
+        // the request fails rather than being truncated.
         let Some(buf) = self.arena.get_mut(offset..end) else {
+            debug_assert!(false, "group arena overflow: {offset}+{len}");
             self.failed = true;
             return Pushed::FailNow(token);
         };
@@ -150,13 +153,14 @@ impl<T> Group<T> {
     }
 
     /// Runs the group with `exec` (unless it already failed) and answers every request in
-    /// order through `complete(token, ok, read_data)`. Returns `exec`'s error, if any.
+    /// order through `complete(token, ok, read_data)`. Returns why the group failed, if it
+    /// ran and failed, or if the group's own bookkeeping is broken (a bug, never guest input).
     pub fn finish<E>(
         &mut self,
         exec: impl FnOnce(&mut [Message<'_>]) -> Result<(), E>,
         mut complete: impl FnMut(T, bool, &[u8]),
-    ) -> Option<E> {
-        let mut error = None;
+    ) -> Option<GroupFailure<E>> {
+        let mut failure = None;
         let ok = if self.failed || self.slots.is_empty() {
             false
         } else {
@@ -165,40 +169,89 @@ impl<T> Group<T> {
                 read: false,
                 buf: &mut [],
             });
-            let mut rest: &mut [u8] = self.arena.get_mut(..self.used).unwrap_or_default();
-            for (msg, slot) in msgs.iter_mut().zip(self.slots.iter()) {
-                let (head, tail) = rest.split_at_mut(slot.len.min(rest.len()));
-                msg.addr = slot.addr;
-                msg.read = slot.read;
-                msg.buf = head;
-                rest = tail;
-            }
-            let n = self.slots.len();
-            match exec(msgs.get_mut(..n).unwrap_or_default()) {
-                Ok(()) => true,
-                Err(e) => {
-                    error = Some(e);
+            match carve(&mut self.arena, self.used, &self.slots, &mut msgs) {
+                Ok(msgs) => match exec(msgs) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(GroupFailure::Exec(e));
+                        false
+                    }
+                },
+                Err(what) => {
+                    debug_assert!(false, "{what}");
+                    failure = Some(GroupFailure::Internal(what));
                     false
                 }
             }
         };
         for slot in self.slots.drain(..) {
-            let data: &[u8] = if ok && slot.read {
+            let read_data = if ok && slot.read {
                 self.arena
                     .get(slot.offset..slot.offset.saturating_add(slot.len))
-                    .unwrap_or_default()
             } else {
-                &[]
+                Some(&[][..])
             };
-            complete(slot.token, ok, data);
+            match read_data {
+                Some(data) => complete(slot.token, ok, data),
+                None => {
+                    // Invariant: every slot lies inside `used` (carve checked it).
+                    debug_assert!(false, "message outside the group arena");
+                    failure = Some(GroupFailure::Internal("message outside the group arena"));
+                    complete(slot.token, false, &[]);
+                }
+            }
         }
         // The group is over however it ended (its last request, the end of the batch, an
         // unusable chain): nothing of it, the overflow included, carries into the next one.
         self.used = 0;
         self.failed = false;
         self.overflowing = false;
-        error
+        failure
     }
+}
+
+/// Cuts the arena's first `used` bytes into the slots' message buffers, in order.
+///
+/// Fails (instead of truncating a message) if the bookkeeping is inconsistent: more slots
+/// than messages, `used` beyond the arena, or slot lengths that do not add up to `used`.
+fn carve<'a, 'm, T>(
+    arena: &'a mut [u8],
+    used: usize,
+    slots: &[MessageSlot<T>],
+    msgs: &'m mut [Message<'a>; MAX_GROUP_MESSAGES],
+) -> Result<&'m mut [Message<'a>], &'static str> {
+    let mut rest = arena
+        .get_mut(..used)
+        .ok_or("group arena use beyond its size")?;
+    let msgs = msgs
+        .get_mut(..slots.len())
+        .ok_or("more messages in a group than the limit")?;
+    for (msg, slot) in msgs.iter_mut().zip(slots) {
+        let (head, tail) = rest
+            .split_at_mut_checked(slot.len)
+            .ok_or("group messages longer than the arena in use")?;
+        msg.addr = slot.addr;
+        msg.read = slot.read;
+        msg.buf = head;
+        rest = tail;
+    }
+    if rest.is_empty() {
+        Ok(msgs)
+    } else {
+        Err("group arena in use longer than its messages")
+    }
+}
+
+/// Why a finished group failed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupFailure<E> {
+    /// The host transaction failed or had no equivalent on the adapter.
+    #[error("the transfer failed")]
+    Exec(#[source] E),
+    /// The group's own bookkeeping is inconsistent: a bug, not something a guest can cause;
+    /// the group was failed instead of running with truncated messages.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 #[cfg(test)]
@@ -241,8 +294,10 @@ mod tests {
             Pushed::Held
         );
         let mut seen = Vec::new();
+        let mut calls = 0;
         let err = g.finish(
             |msgs| -> Result<(), ()> {
+                calls += 1;
                 assert_eq!(msgs.len(), 2);
                 assert_eq!(msgs[0].buf, &[0x10]);
                 assert!(msgs[1].read);
@@ -252,6 +307,7 @@ mod tests {
             |t, ok, data| seen.push((t, ok, data.to_vec())),
         );
         assert!(err.is_none());
+        assert_eq!(calls, 1, "the transfer ran once, with its asserts");
         assert_eq!(seen, [(1, true, vec![]), (2, true, vec![7, 8, 9])]);
         assert!(g.is_empty());
     }
@@ -260,7 +316,7 @@ mod tests {
     fn failure_fails_every_member() {
         let mut g: Group<u16> = Group::new();
         for (i, last) in [(0, false), (1, false), (2, true)] {
-            let _ = g.push(
+            let p = g.push(
                 Entry::Valid {
                     header: hdr(0x50, false),
                     len: 0,
@@ -268,17 +324,27 @@ mod tests {
                 last,
                 i,
             );
+            assert_eq!(p, Pushed::Held, "a zero-length write has nothing to copy");
         }
         let mut seen = Vec::new();
-        let err = g.finish(|_| Err("nak"), |t, ok, _| seen.push((t, ok)));
-        assert_eq!(err, Some("nak"));
+        let mut calls = 0;
+        let err = g.finish(
+            |msgs| {
+                calls += 1;
+                assert_eq!(msgs.len(), 3);
+                Err("nak")
+            },
+            |t, ok, _| seen.push((t, ok)),
+        );
+        assert_eq!(calls, 1);
+        assert_eq!(err, Some(GroupFailure::Exec("nak")));
         assert_eq!(seen, [(0, false), (1, false), (2, false)]);
     }
 
     #[test]
     fn invalid_member_fails_group_without_executing() {
         let mut g: Group<u16> = Group::new();
-        let _ = g.push(
+        let p = g.push(
             Entry::Valid {
                 header: hdr(0x50, false),
                 len: 2,
@@ -286,16 +352,22 @@ mod tests {
             false,
             0,
         );
-        let _ = g.push(Entry::Invalid, true, 1);
+        assert!(matches!(p, Pushed::Write(ref b) if b.len() == 2), "{p:?}");
+        assert_eq!(g.push(Entry::Invalid, true, 1), Pushed::Held);
         let mut seen = Vec::new();
+        let mut calls = 0;
         let err = g.finish(
-            |_| -> Result<(), ()> { panic!("must not execute") },
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
+            },
             |t, ok, _| seen.push((t, ok)),
         );
         assert!(err.is_none());
+        assert_eq!(calls, 0, "a group with an invalid member must not execute");
         assert_eq!(seen, [(0, false), (1, false)]);
         // The next group starts clean.
-        let _ = g.push(
+        let p = g.push(
             Entry::Valid {
                 header: hdr(0x50, false),
                 len: 0,
@@ -303,15 +375,17 @@ mod tests {
             true,
             2,
         );
-        let mut ran = false;
+        assert_eq!(p, Pushed::Held, "a zero-length write has nothing to copy");
+        let mut answers = Vec::new();
         g.finish(
             |_| -> Result<(), ()> {
-                ran = true;
+                calls += 1;
                 Ok(())
             },
-            |_, ok, _| assert!(ok),
+            |t, ok, _| answers.push((t, ok)),
         );
-        assert!(ran);
+        assert_eq!(calls, 1);
+        assert_eq!(answers, [(2, true)]);
     }
 
     #[test]
@@ -328,10 +402,15 @@ mod tests {
         assert_eq!(p, Pushed::Held);
         assert!(g.is_failed());
         let mut seen = Vec::new();
+        let mut calls = 0;
         g.finish(
-            |_| -> Result<(), ()> { Ok(()) },
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
+            },
             |t, ok, _| seen.push((t, ok)),
         );
+        assert_eq!(calls, 0, "an oversized message must not execute");
         assert_eq!(seen, [(0, false)]);
     }
 
@@ -353,17 +432,19 @@ mod tests {
             }
         }
         assert_eq!(failed_now, (42..50).collect::<Vec<_>>());
-        let mut seen = 0;
+        let mut answers = Vec::new();
+        let mut calls = 0;
         g.finish(
-            |_| -> Result<(), ()> { panic!("must not execute") },
-            |_, ok, _| {
-                assert!(!ok);
-                seen += 1;
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
             },
+            |t, ok, _| answers.push((t, ok)),
         );
-        assert_eq!(seen, 42);
+        assert_eq!(calls, 0, "a group over the limit must not execute");
+        assert_eq!(answers, (0..42).map(|t| (t, false)).collect::<Vec<_>>());
         // After the over-long group ended, a new one works.
-        let _ = g.push(
+        let p = g.push(
             Entry::Valid {
                 header: hdr(0x50, false),
                 len: 1,
@@ -371,9 +452,17 @@ mod tests {
             true,
             99,
         );
-        let mut ok_seen = false;
-        g.finish(|_| -> Result<(), ()> { Ok(()) }, |_, ok, _| ok_seen = ok);
-        assert!(ok_seen);
+        assert!(matches!(p, Pushed::Write(ref b) if b.len() == 1), "{p:?}");
+        let mut answers = Vec::new();
+        g.finish(
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
+            },
+            |t, ok, _| answers.push((t, ok)),
+        );
+        assert_eq!(calls, 1);
+        assert_eq!(answers, [(99, true)]);
     }
 
     #[test]
@@ -396,15 +485,17 @@ mod tests {
             }
         }
         assert_eq!(failed_now, [42]);
-        let mut seen = 0;
+        let mut answers = Vec::new();
+        let mut calls = 0;
         g.finish(
-            |_| -> Result<(), ()> { panic!("must not execute") },
-            |_, ok, _| {
-                assert!(!ok);
-                seen += 1;
+            |_| -> Result<(), ()> {
+                calls += 1;
+                Ok(())
             },
+            |t, ok, _| answers.push((t, ok)),
         );
-        assert_eq!(seen, 42);
+        assert_eq!(calls, 0, "a group over the limit must not execute");
+        assert_eq!(answers, (0..42).map(|t| (t, false)).collect::<Vec<_>>());
         // The next batch's first request is a fresh group of its own.
         let p = g.push(
             Entry::Valid {
@@ -426,35 +517,30 @@ mod tests {
     #[test]
     fn read_buffers_are_zeroed_between_groups() {
         let mut g: Group<u8> = Group::new();
-        let _ = g.push(
-            Entry::Valid {
-                header: hdr(0x50, true),
-                len: 4,
-            },
-            true,
-            0,
-        );
+        let read4 = Entry::Valid {
+            header: hdr(0x50, true),
+            len: 4,
+        };
+        assert_eq!(g.push(read4, true, 0), Pushed::Held);
+        let mut answers = Vec::new();
         g.finish(
             |m| -> Result<(), ()> {
                 m[0].buf.fill(0xaa);
                 Ok(())
             },
-            |_, _, _| {},
+            |t, ok, data| answers.push((t, ok, data.to_vec())),
         );
-        let _ = g.push(
-            Entry::Valid {
-                header: hdr(0x50, true),
-                len: 4,
-            },
-            true,
-            1,
-        );
+        assert_eq!(answers, [(0, true, vec![0xaa; 4])]);
+        assert_eq!(g.push(read4, true, 1), Pushed::Held);
+        let mut seen_by_adapter = Vec::new();
         g.finish(
             |m| -> Result<(), ()> {
-                assert_eq!(m[0].buf, &[0, 0, 0, 0]);
+                // What the adapter finds before it reads: no stale bytes of the last group.
+                seen_by_adapter.push(m[0].buf.to_vec());
                 Ok(())
             },
             |_, _, _| {},
         );
+        assert_eq!(seen_by_adapter, [vec![0, 0, 0, 0]]);
     }
 }

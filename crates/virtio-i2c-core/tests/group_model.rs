@@ -191,7 +191,7 @@ fn implementation(ops: &[Op], outcomes: &[bool]) -> Observed {
             },
         );
         if let Some(e) = err {
-            assert_eq!(e, "nak");
+            assert_eq!(e, virtio_i2c_core::group::GroupFailure::Exec("nak"));
         }
     };
 

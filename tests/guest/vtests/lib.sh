@@ -22,6 +22,12 @@ wait_for() {
     done
     return 1
 }
+# exited PID: the process is gone or a zombie (kill -0 succeeds on an unreaped child).
+exited() {
+    [ ! -e "/proc/$1/stat" ] && return 0
+    case "$(cut -d')' -f2 "/proc/$1/stat" 2>/dev/null)" in " Z"*|"") return 0 ;; esac
+    return 1
+}
 # i2c_bus_by_name NAME: the N of the i2c-N adapter whose name starts with NAME.
 i2c_bus_by_name() {
     for d in /sys/bus/i2c/devices/i2c-*; do

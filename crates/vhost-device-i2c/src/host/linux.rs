@@ -375,9 +375,11 @@ impl I2cAdapter for LinuxAdapter {
         let result: &[u8] = match *op {
             SmbusOp::ReceiveByte | SmbusOp::ReadByteData { .. } => &[byte],
             SmbusOp::ReadWordData { .. } | SmbusOp::ProcessCall { .. } => &word.to_le_bytes(),
-            SmbusOp::ReadI2cBlock { len, .. } => {
-                block.get(1..=usize::from(len)).unwrap_or_default()
-            }
+            // Invariant: the mapping builds block reads of at most 32 bytes, and the block
+            // buffer holds 34; a longer one is refused rather than cut.
+            SmbusOp::ReadI2cBlock { len, .. } => block
+                .get(1..=usize::from(len))
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EOVERFLOW))?,
             _ => &[],
         };
         let dst = read

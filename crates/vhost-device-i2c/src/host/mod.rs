@@ -100,11 +100,6 @@ impl Router {
         Ok(())
     }
 
-    /// Whether a device is configured at `addr`.
-    pub fn has(&self, addr: Address) -> bool {
-        self.route(addr).is_some()
-    }
-
     fn route(&self, addr: Address) -> Option<&SharedAdapter> {
         let id = (*self.routes.get(addr.index())?)?;
         self.adapters.get(usize::from(id))

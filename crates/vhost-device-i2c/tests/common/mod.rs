@@ -1,15 +1,14 @@
-//! Shared helpers of the integration tests: start the real `vhost-device-i2c` binary on a
-//! private socket directory, connect test frontends to it, build virtio-i2c requests, and
-//! stop the daemon with a signal.
+//! Shared helpers of the integration tests: start the real `vhost-device-i2c` binary
+//! through the shared daemon harness ([`vhost_user_test_frontend::daemon`]) and build,
+//! submit and check virtio-i2c requests.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
+pub use vhost_user_test_frontend::daemon::{Daemon, Launch};
 use vhost_user_test_frontend::{Completion, Desc, FrontendOptions, TestFrontend};
 use virtio_i2c_core::request::encode_header;
 use virtio_i2c_core::{VIRTIO_I2C_MSG_ERR, VIRTIO_I2C_MSG_OK};
@@ -17,8 +16,6 @@ use vmm_sys_util::tempdir::TempDir;
 
 /// Upper bound of every wait on the daemon: a hang fails the test instead of blocking it.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// Startup may be slow on a loaded machine (the binary is large and unoptimised).
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The simulated EEPROM.
 pub const EEPROM: u8 = 0x50;
@@ -35,193 +32,39 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_vhost-device-i2c")
 }
 
-/// A fresh private directory for sockets and logs.
+/// A fresh private directory for sockets.
 pub fn temp_dir() -> TempDir {
     TempDir::new_with_prefix("/tmp/vhost-device-i2c-test-").expect("create temp dir")
 }
 
-/// A running daemon, killed (SIGKILL) when dropped unless it was stopped already.
-pub struct Daemon {
-    child: Option<Child>,
-    /// `-s` argument; the daemon listens on `base0`, `base1`, ...
-    base: PathBuf,
-    log: PathBuf,
-    count: usize,
-    // Last: removed after the child is gone.
-    dir: TempDir,
+/// The simulated devices every test daemon serves: a 24c02 at 0x50, a ds1338 at 0x68.
+pub const SIMULATED: [&str; 4] = ["--simulate", "24c02@0x50", "--simulate", "ds1338@0x68"];
+
+/// How the i2c daemon is started: the simulated devices, one queue per frontend.
+pub fn launch() -> Launch {
+    Launch::new(binary())
+        .args(&SIMULATED)
+        .frontend(FrontendOptions {
+            num_queues: 1,
+            ..Default::default()
+        })
 }
 
-impl Daemon {
-    /// Starts the daemon with the two simulated devices (24c02 at 0x50, ds1338 at 0x68)
-    /// plus `extra` arguments, and waits until all `count` sockets exist.
-    pub fn start(extra: &[&str], count: usize) -> Daemon {
-        let dir = temp_dir();
-        let base = dir.as_path().join("i2c.sock");
-        let log = dir.as_path().join("daemon.log");
-        let log_file = File::create(&log).expect("create log file");
-        let child = Command::new(binary())
-            .arg("-s")
-            .arg(&base)
-            .args(["--simulate", "24c02@0x50", "--simulate", "ds1338@0x68"])
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn vhost-device-i2c");
-        let mut d = Daemon {
-            child: Some(child),
-            base,
-            log,
-            count,
-            dir,
-        };
-        d.wait_for_sockets();
-        d
-    }
-
-    /// Starts the daemon with the default options (one socket).
-    pub fn simulated() -> Daemon {
-        Daemon::start(&[], 1)
-    }
-
-    fn wait_for_sockets(&mut self) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if (0..self.count).all(|i| self.socket(i).exists()) {
-                return;
-            }
-            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
-                panic!(
-                    "daemon exited during startup with {status}; log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sockets did not appear within {STARTUP_TIMEOUT:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn child_mut(&mut self) -> &mut Child {
-        self.child.as_mut().expect("daemon already stopped")
-    }
-
-    /// The path of socket `index`.
-    pub fn socket(&self, index: usize) -> PathBuf {
-        socket_path(&self.base, index)
-    }
-
-    /// The directory holding the sockets.
-    pub fn dir(&self) -> &Path {
-        self.dir.as_path()
-    }
-
-    /// What the daemon logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Connects a frontend with one queue of the default size to socket `index`.
-    pub fn connect(&self, index: usize) -> TestFrontend {
-        self.connect_with(
-            index,
-            FrontendOptions {
-                num_queues: 1,
-                ..Default::default()
-            },
-        )
-    }
-
-    /// Connects a frontend with `opts` to socket `index`.
-    pub fn connect_with(&self, index: usize, opts: FrontendOptions) -> TestFrontend {
-        TestFrontend::connect(&self.socket(index), opts)
-            .unwrap_or_else(|e| panic!("connect: {e:?}; log:\n{}", self.log()))
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child_mut().try_wait().expect("try_wait").is_none()
-    }
-
-    /// Sends `signal` and waits up to `timeout` for the process to exit. Returns the exit
-    /// status and the time from the signal to the exit; panics on a timeout (the process
-    /// is then killed by `Drop`).
-    pub fn stop(&mut self, signal: libc::c_int, timeout: Duration) -> (ExitStatus, Duration) {
-        let pid = libc::pid_t::try_from(self.child_mut().id()).expect("pid fits pid_t");
-        let sent = Instant::now();
-        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child,
-        // not yet reaped (so the pid cannot have been reused).
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-        let deadline = sent + timeout;
-        loop {
-            if let Some(status) = self.child_mut().try_wait().expect("try_wait") {
-                let elapsed = sent.elapsed();
-                self.child = None;
-                return (status, elapsed);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon still running {timeout:?} after signal {signal}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+/// Starts the daemon with the simulated devices plus `extra` arguments and waits until all
+/// `count` sockets exist.
+pub fn start(extra: &[&str], count: usize) -> Daemon {
+    launch().args(extra).sockets(count).start()
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- daemon log ---\n{}--- end of daemon log ---",
-                self.log()
-            );
-        }
-    }
+/// Starts the daemon with the simulated devices and one socket.
+pub fn simulated() -> Daemon {
+    start(&[], 1)
 }
 
-/// `base` with the socket index appended, as the daemon names its sockets.
-pub fn socket_path(base: &Path, index: usize) -> PathBuf {
-    let mut s = base.as_os_str().to_owned();
-    s.push(index.to_string());
-    PathBuf::from(s)
-}
-
-/// Runs the binary with `args` to completion (for options that make it exit), with a
-/// timeout: a daemon that starts serving instead of exiting fails the test.
+/// Runs the binary with `args` to completion (for command lines that make it exit), with a
+/// deadline: a daemon that starts serving instead of exiting fails the test.
 pub fn run_to_exit(args: &[&str]) -> Output {
-    let mut child = Command::new(binary())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vhost-device-i2c");
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait");
-            panic!(
-                "{args:?} did not exit within {TIMEOUT:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The outputs are small: they fit the pipe buffers, so nothing was lost by waiting.
-    child.wait_with_output().expect("collect output")
+    vhost_user_test_frontend::daemon::run_to_exit(binary(), args, TIMEOUT)
 }
 
 /// A write request: header, data, status.

@@ -1,0 +1,60 @@
+//! `--trace`: one line per FAIL_NEXT group, in `i2ctransfer` syntax, with the result; and
+//! nothing of the kind without the option.
+
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use common::*;
+
+/// Waits until the daemon's log has a line ending in `line` (trace lines are written as
+/// requests are answered).
+fn wait_for_line(d: &mut Daemon, line: &str) {
+    let found = d.wait_for_log(line, TIMEOUT);
+    assert!(found.ends_with(line), "{found:?} does not end in {line:?}");
+}
+
+fn trace_lines(d: &Daemon) -> Vec<String> {
+    d.log()
+        .lines()
+        .filter(|l| l.contains("vhost_device_trace"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_group_is_traced_as_i2ctransfer_arguments() {
+    let mut d = start(&["--trace"], 1);
+    let mut fe = d.connect(0);
+    write_reg(&mut fe, EEPROM, 0x00, &[0xde, 0xad]);
+    wait_for_line(&mut d, "w3@0x50 0x00 0xde 0xad -> OK");
+    assert_eq!(read_reg(&mut fe, EEPROM, 0x00, 2), [0xde, 0xad]);
+    wait_for_line(&mut d, "w1@0x50 0x00 r2@0x50 -> 0xde 0xad");
+    let done = submit(&mut fe, &[write(ABSENT, &[0x00, 0x01], false)], false);
+    assert_eq!(status(&done[0]), ERR);
+    wait_for_line(&mut d, "w2@0x51 0x00 0x01 -> ERR (no device)");
+    let done = submit(&mut fe, &[quick(RTC, false, false)], false);
+    assert_eq!(status(&done[0]), OK);
+    wait_for_line(&mut d, "w0@0x68 -> OK");
+    // One line per group, not per request.
+    assert_eq!(trace_lines(&d).len(), 4, "{}", d.log());
+}
+
+#[test]
+fn without_the_option_nothing_is_traced() {
+    let mut d = start(&[], 1);
+    let mut fe = d.connect(0);
+    write_reg(&mut fe, EEPROM, 0x00, &[0x01]);
+    assert_eq!(read_reg(&mut fe, EEPROM, 0x00, 1), [0x01]);
+    // The positive path (the same requests with --trace) is the test above; here the log
+    // has the connection line but no trace line.
+    d.wait_for_log("frontend connected", TIMEOUT);
+    assert!(trace_lines(&d).is_empty(), "{}", d.log());
+}
