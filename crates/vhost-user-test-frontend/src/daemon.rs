@@ -50,6 +50,7 @@ pub const ACTIVATION_FD: RawFd = 3;
 #[derive(Debug, Clone)]
 pub struct Launch {
     binary: PathBuf,
+    runner: Vec<String>,
     args: Vec<OsString>,
     sockets: usize,
     rust_log: Option<String>,
@@ -62,12 +63,20 @@ impl Launch {
     pub fn new(binary: impl AsRef<Path>) -> Self {
         Launch {
             binary: binary.as_ref().to_owned(),
+            runner: Vec::new(),
             args: Vec::new(),
             sockets: 1,
             rust_log: Some("debug".to_owned()),
             activation: false,
             frontend: FrontendOptions::default(),
         }
+    }
+
+    /// Runs the binary through a command prefix, e.g. `qemu-aarch64-static -L
+    /// /usr/aarch64-linux-gnu` for an arm64 daemon on an x86 host (see [`crate::binary`]).
+    pub fn runner(mut self, prefix: &[String]) -> Self {
+        self.runner = prefix.to_vec();
+        self
     }
 
     /// The options [`Daemon::connect`] uses (the device's queue count, ...).
@@ -110,7 +119,7 @@ impl Launch {
         let log = dir.as_path().join("daemon.log");
         let log_file = File::create(&log).expect("create the daemon's log file");
         let stdout = log_file.try_clone().expect("clone the log file");
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = command(&self.runner, &self.binary);
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -148,6 +157,18 @@ impl Launch {
         };
         d.wait_until_serving();
         d
+    }
+}
+
+/// A command running `binary` through `runner` (a command prefix; empty: directly).
+pub fn command(runner: &[String], binary: &Path) -> Command {
+    match runner.split_first() {
+        None => Command::new(binary),
+        Some((program, prefix_args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(prefix_args).arg(binary);
+            cmd
+        }
     }
 }
 
@@ -459,12 +480,22 @@ impl Drop for Daemon {
 /// If it still runs after `timeout` (it accepted the command line and serves), it is
 /// killed and the test fails with what it printed.
 pub fn run_to_exit(binary: impl AsRef<Path>, args: &[&str], timeout: Duration) -> Output {
+    run_to_exit_via(&[], binary, args, timeout)
+}
+
+/// [`run_to_exit`] through `runner`, a command prefix (see [`Launch::runner`]).
+pub fn run_to_exit_via(
+    runner: &[String],
+    binary: impl AsRef<Path>,
+    args: &[&str],
+    timeout: Duration,
+) -> Output {
     let binary = binary.as_ref();
     let dir = TempDir::new_with_prefix("/tmp/vhost-device-run-").expect("create temp dir");
     let out_path = dir.as_path().join("stdout");
     let err_path = dir.as_path().join("stderr");
     // Files, not pipes: a process that writes much cannot block on a full pipe.
-    let mut child = Command::new(binary)
+    let mut child = command(runner, binary)
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

@@ -26,6 +26,7 @@
 
 pub mod attacks;
 pub mod bench;
+pub mod binary;
 pub mod confinement;
 pub mod daemon;
 pub mod dut;

@@ -3,6 +3,10 @@
 //!
 //! - `man [--out-dir DIR]`: writes the daemons' man pages (default `target/man`), generated
 //!   from the same clap definitions the daemons parse their command lines with.
+//! - `deb [--arch amd64|arm64]...`: builds the daemons' Debian packages into
+//!   `<target dir>/debian` (see [`deb`]).
+
+pub mod deb;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};

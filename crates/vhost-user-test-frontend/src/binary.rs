@@ -1,0 +1,197 @@
+//! The daemon binary a test runs: the workspace build by default, or one named by an
+//! environment variable (an installed package's `/usr/bin/...`, a cross-built binary run
+//! under a user-mode emulator given in [`RUNNER_VAR`]). The daemon harness
+//! ([`crate::daemon`]) starts it.
+//!
+//! A variable that is set but unusable (empty, a missing file) is an error, never a silent
+//! fallback to the workspace build: the test would then pass without testing what it was
+//! asked to test.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use crate::daemon::{Launch, run_to_exit_via};
+
+/// A command prefix for the binary, split at whitespace, e.g.
+/// `qemu-aarch64-static -L /usr/aarch64-linux-gnu` to run an arm64 daemon on an x86 host.
+pub const RUNNER_VAR: &str = "VHOST_DEVICE_RUNNER";
+
+/// Why the binary under test cannot be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum BinaryError {
+    /// The variable is set to an empty string.
+    #[error("{var} is set but empty")]
+    Empty {
+        /// The variable.
+        var: String,
+    },
+    /// [`RUNNER_VAR`] is not valid UTF-8.
+    #[error("{var} is not valid UTF-8")]
+    NotUnicode {
+        /// The variable.
+        var: String,
+    },
+    /// The binary named by the variable does not exist.
+    #[error("{var}={} does not exist", path.display())]
+    Missing {
+        /// The variable.
+        var: String,
+        /// Its value.
+        path: PathBuf,
+    },
+}
+
+/// The program to run as the daemon, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonBinary {
+    /// The daemon binary.
+    pub program: PathBuf,
+    /// Command prefix from [`RUNNER_VAR`] (empty: run the binary directly).
+    pub runner: Vec<String>,
+    /// Where `program` came from: the variable's name, or "the workspace build".
+    pub origin: String,
+}
+
+impl DaemonBinary {
+    /// The binary named by the variable `var` if it is set, else `workspace_build` (pass
+    /// `env!("CARGO_BIN_EXE_<name>")`), run through [`RUNNER_VAR`]'s prefix if that is set.
+    pub fn from_env(var: &str, workspace_build: &str) -> Result<Self, BinaryError> {
+        Self::from_values(
+            var,
+            std::env::var_os(var),
+            std::env::var_os(RUNNER_VAR),
+            workspace_build,
+        )
+    }
+
+    fn from_values(
+        var: &str,
+        program: Option<OsString>,
+        runner: Option<OsString>,
+        workspace_build: &str,
+    ) -> Result<Self, BinaryError> {
+        let (program, origin) = match program {
+            None => (
+                PathBuf::from(workspace_build),
+                "the workspace build".to_owned(),
+            ),
+            Some(v) if v.is_empty() => {
+                return Err(BinaryError::Empty {
+                    var: var.to_owned(),
+                });
+            }
+            Some(v) => {
+                let path = PathBuf::from(v);
+                if !path.exists() {
+                    return Err(BinaryError::Missing {
+                        var: var.to_owned(),
+                        path,
+                    });
+                }
+                (path, var.to_owned())
+            }
+        };
+        let runner = match runner {
+            None => Vec::new(),
+            Some(r) => {
+                let r = r
+                    .into_string()
+                    .map_err(|_not_utf8| BinaryError::NotUnicode {
+                        var: RUNNER_VAR.to_owned(),
+                    })?;
+                let words: Vec<String> = r.split_whitespace().map(str::to_owned).collect();
+                if words.is_empty() {
+                    return Err(BinaryError::Empty {
+                        var: RUNNER_VAR.to_owned(),
+                    });
+                }
+                words
+            }
+        };
+        Ok(Self {
+            program,
+            runner,
+            origin,
+        })
+    }
+
+    /// One line for the test log: which binary, from where, through which runner.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} (from {})", self.program.display(), self.origin);
+        if !self.runner.is_empty() {
+            s.push_str(" run by `");
+            s.push_str(&self.runner.join(" "));
+            s.push('`');
+        }
+        s
+    }
+
+    /// The harness's launcher for this binary (through the runner, if any).
+    pub fn launch(&self) -> Launch {
+        Launch::new(&self.program).runner(&self.runner)
+    }
+
+    /// [`crate::daemon::run_to_exit`] for this binary (through the runner, if any).
+    pub fn run_to_exit(&self, args: &[&str], timeout: Duration) -> Output {
+        run_to_exit_via(&self.runner, &self.program, args, timeout)
+    }
+}
+
+/// The string value of `"key"` in a flat JSON object such as a QEMU vhost-user capability
+/// file or `--print-capabilities` output. `None` if the key is absent, its value is not a
+/// string, or the string has escapes (none of these documents use them).
+pub fn json_string_field<'a>(doc: &'a str, key: &str) -> Option<&'a str> {
+    let quoted = format!("\"{key}\"");
+    let after_key = doc.split_once(quoted.as_str())?.1;
+    let value = after_key.trim_start().strip_prefix(':')?.trim_start();
+    let (s, _rest) = value.strip_prefix('"')?.split_once('"')?;
+    (!s.contains('\\')).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_variable_means_the_workspace_build() {
+        let b = DaemonBinary::from_values("X_BIN", None, None, "/ws/daemon").unwrap();
+        assert_eq!(b.program, PathBuf::from("/ws/daemon"));
+        assert!(b.runner.is_empty());
+        assert!(b.describe().contains("the workspace build"));
+    }
+
+    #[test]
+    fn a_set_variable_must_name_an_existing_file() {
+        let err = DaemonBinary::from_values("X_BIN", Some("".into()), None, "/ws/d").unwrap_err();
+        assert!(matches!(err, BinaryError::Empty { .. }), "{err}");
+        let missing = Some("/nonexistent/vhost-device-x".into());
+        let err = DaemonBinary::from_values("X_BIN", missing, None, "/ws/d").unwrap_err();
+        assert!(matches!(err, BinaryError::Missing { .. }), "{err}");
+        let ok = DaemonBinary::from_values("X_BIN", Some("/bin/sh".into()), None, "/ws/d");
+        assert_eq!(ok.unwrap().origin, "X_BIN");
+    }
+
+    #[test]
+    fn runner_prefixes_the_command() {
+        let runner = Some("sh  -c".into());
+        let b = DaemonBinary::from_values("X_BIN", None, runner, "echo through-runner").unwrap();
+        assert_eq!(b.runner, ["sh", "-c"]);
+        assert!(b.describe().ends_with("run by `sh -c`"), "{}", b.describe());
+        let out = b.run_to_exit(&[], Duration::from_secs(5));
+        assert_eq!(out.stdout, b"through-runner\n");
+        let err = DaemonBinary::from_values("X_BIN", None, Some(" ".into()), "/ws/d").unwrap_err();
+        assert!(matches!(err, BinaryError::Empty { .. }), "{err}");
+    }
+
+    #[test]
+    fn json_fields() {
+        let doc = "{\n  \"type\": \"i2c\",\n  \"features\": []\n}\n";
+        assert_eq!(json_string_field(doc, "type"), Some("i2c"));
+        assert_eq!(json_string_field(doc, "features"), None);
+        assert_eq!(json_string_field(doc, "binary"), None);
+        assert_eq!(json_string_field("{\"a\" : \"x\\\"y\"}", "a"), None);
+        assert_eq!(json_string_field("{\"a\":\"b\"}", "a"), Some("b"));
+    }
+}
