@@ -632,6 +632,9 @@ where
                 allowed.extend_from_slice(&o.writable);
             }
         }
+        // A guest that posts one head many times yields many copies of the same buffers.
+        allowed.sort_unstable();
+        allowed.dedup();
         // A device-writable buffer over a ring or an indirect table: the device's own writes
         // may change the chains it walks next, which snapshots before and after the event
         // cannot reconstruct. Such a script gets no more checks but "no panic, no hang".
@@ -705,11 +708,12 @@ where
                 };
                 let returned = queue.outstanding.swap_remove(p);
                 // The guest posted this head again before getting it back: which of the
-                // postings came back is ambiguous, so the ones left keep the buffers of all.
-                for o in queue
+                // postings came back is ambiguous, so its buffers stay allowed (the allowed
+                // set is the union over all outstanding chains) while one posting is left.
+                if let Some(o) = queue
                     .outstanding
                     .iter_mut()
-                    .filter(|o| o.head == returned.head)
+                    .find(|o| o.head == returned.head)
                 {
                     o.writable.extend_from_slice(&returned.writable);
                     o.writable.sort_unstable();
