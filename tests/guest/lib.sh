@@ -106,11 +106,21 @@ run_guest() {
     done <<< "$out"
 }
 
-# sigterm_all: SIGTERM ends each daemon within 5 s (one check per daemon).
+# sigterm_all: after all that, each daemon still runs under its sandbox (seccomp filter,
+# no_new_privs, no capabilities); SIGTERM ends it within 5 s and removes its socket
+# (Landlock allows that). Three checks per daemon.
 sigterm_all() {
-    local name pid i
+    local name pid i st sockvar sock
     for name in $(printf '%s\n' "${!PIDS[@]}" | sort); do
         pid="${PIDS[$name]}"
+        st="$(awk '$1 ~ /^(Seccomp|NoNewPrivs|CapEff):$/ { printf "%s%s ", $1, $2 }' "/proc/$pid/status" 2>/dev/null)"
+        if [[ "$st" == "CapEff:0000000000000000 NoNewPrivs:1 Seccomp:2 " ]]; then
+            pass "$SUITE.host.$name-confined"
+        else
+            fail "$SUITE.host.$name-confined" "/proc/$pid/status: $st"
+        fi
+        sockvar="SOCK_$name"
+        sock="${!sockvar:-}"
         kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         if kill -0 "$pid" 2>/dev/null; then
@@ -118,6 +128,13 @@ sigterm_all() {
             kill -KILL "$pid" 2>/dev/null || true
         else
             pass "$SUITE.host.$name-sigterm"
+        fi
+        if [[ -z "$sock" ]]; then
+            fail "$SUITE.host.$name-socket-removed" "no socket was recorded for $name"
+        elif [[ -e "$sock" ]]; then
+            fail "$SUITE.host.$name-socket-removed" "$sock still exists after SIGTERM"
+        else
+            pass "$SUITE.host.$name-socket-removed"
         fi
         wait "$pid" 2>/dev/null || true
         unset "PIDS[$name]"

@@ -1,10 +1,12 @@
-//! The options every daemon shares, drop-in compatible with rust-vmm's daemons.
+//! The options every daemon shares: the sockets (drop-in compatible with rust-vmm's
+//! daemons) and the sandbox (`--seccomp`, `--sandbox`, in the style of virtiofsd).
 
 use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use crate::listener::SocketConfig;
+use crate::sandbox::{SandboxConfig, SandboxMode, SeccompMode};
 
 /// `-s/--socket-path`, `-c/--socket-count`, `--fd` and `--print-capabilities`; flatten into
 /// a daemon's `Args`.
@@ -55,6 +57,32 @@ pub struct SocketArgs {
     /// request when off.
     #[arg(long = "trace")]
     pub trace: bool,
+}
+
+/// `--seccomp` and `--sandbox`, flattened into each daemon's `Args`.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+#[group(skip)]
+pub struct SandboxArgs {
+    /// What happens to a system call outside the daemon's allowlist, once serving.
+    ///
+    /// kill (the default) ends the process with SIGSYS; log allows it and writes an audit
+    /// record (dmesg); trap sends SIGSYS to the calling thread; none installs no filter.
+    #[arg(long = "seccomp", value_enum, value_name = "ACTION", default_value_t = SeccompMode::Kill)]
+    pub seccomp: SeccompMode,
+
+    /// Confinement entered after setup: full (no new privileges, every capability dropped,
+    /// Landlock, seccomp) or none (for debugging).
+    #[arg(long = "sandbox", value_enum, value_name = "MODE", default_value_t = SandboxMode::Full)]
+    pub sandbox: SandboxMode,
+}
+
+impl From<&SandboxArgs> for SandboxConfig {
+    fn from(args: &SandboxArgs) -> Self {
+        Self {
+            seccomp: args.seccomp,
+            sandbox: args.sandbox,
+        }
+    }
 }
 
 /// Why socket options were rejected.

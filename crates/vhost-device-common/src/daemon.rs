@@ -8,8 +8,10 @@
 //! 4. blocking SIGTERM/SIGINT/SIGHUP before any thread exists;
 //! 5. validation ([`Device::configure`]), then opening the devices ([`Device::open`]), then
 //!    binding the sockets: a bad option or device fails before any socket exists;
-//! 6. serving, one fresh backend per connection ([`Device::backend`]);
-//! 7. top-level error reporting: `NAME: error: message: source: ...` on one line, status 1.
+//! 6. entering the sandbox ([`crate::sandbox`], with [`Device::SYSCALLS`]) once the devices
+//!    and sockets are open, before any thread exists;
+//! 7. serving, one fresh backend per connection ([`Device::backend`]);
+//! 8. top-level error reporting: `NAME: error: message: source: ...` on one line, status 1.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use clap::Parser;
 
 use crate::listener::{self, ListenerError, SocketConfig};
 use crate::report::Chain;
+use crate::sandbox::{self, DeviceSyscalls, SandboxConfig, SandboxError};
 use crate::serve::{self, DaemonBackend, ServeError};
 use crate::{capabilities, logging};
 
@@ -35,6 +38,11 @@ pub trait Device: Sized + Send + Sync + 'static {
     type Backend: DaemonBackend;
     /// Why the command line or a device was refused.
     type Error: std::error::Error + Send + Sync + 'static;
+    /// The device's part of the seccomp allowlist (its ioctls).
+    const SYSCALLS: DeviceSyscalls;
+
+    /// The sandbox options (`--seccomp`, `--sandbox`) of the command line.
+    fn sandbox(args: &Self::Args) -> SandboxConfig;
 
     /// Validates the command line: where to listen and what to serve. Opens nothing.
     fn configure(args: Self::Args) -> Result<(SocketConfig, Self::Config), Self::Error>;
@@ -56,6 +64,9 @@ pub enum RunError<E: std::error::Error + 'static> {
     /// A socket could not be bound.
     #[error(transparent)]
     Listen(#[from] ListenerError),
+    /// The sandbox could not be entered.
+    #[error("cannot enter the sandbox")]
+    Sandbox(#[from] SandboxError),
     /// Serving failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -65,9 +76,12 @@ pub enum RunError<E: std::error::Error + 'static> {
 pub fn run<D: Device>(args: D::Args) -> Result<(), RunError<D::Error>> {
     // Before any thread exists, so that every thread inherits the blocked set.
     let signals = serve::block_termination_signals()?;
+    let sandbox_config = D::sandbox(&args);
     let (sockets, config) = D::configure(args).map_err(RunError::Device)?;
     let device = Arc::new(D::open(config, &sockets).map_err(RunError::Device)?);
     let bound = listener::bind(&sockets)?;
+    // Everything is open: from here on the process opens nothing and holds no privilege.
+    sandbox::enter(&sandbox_config, &D::SYSCALLS, &bound)?;
     serve::run(D::NAME, bound, signals, move |index| device.backend(index))?;
     Ok(())
 }

@@ -14,6 +14,8 @@
 //!   and stops rings the guest broke; [`memory`]: memory-table checks against SIGBUS.
 //! - [`report`]: printing an error with its sources on one line.
 //! - [`logging`]: `env_logger` set-up honouring `RUST_LOG`.
+//! - [`sandbox`]: `--seccomp`/`--sandbox`; no_new_privs, no capabilities, Landlock and a
+//!   seccomp allowlist, entered after setup and before serving.
 //!
 //! A typical `main`:
 //!
@@ -38,6 +40,7 @@ pub mod logging;
 pub mod memory;
 pub mod queue;
 pub mod report;
+pub mod sandbox;
 pub mod serve;
 pub mod vring;
 

@@ -144,23 +144,35 @@ enum Next<'m> {
     Broken(String),
 }
 
-fn next_chain<'m>(queue: &mut Queue, mem: &'m GuestMemoryMmap) -> Next<'m> {
+/// How many chains the driver has made available beyond the device's position, checked
+/// to be at most a queue's worth.
+fn pending(queue: &Queue, mem: &GuestMemoryMmap) -> Result<u16, String> {
     let size = queue.size();
-    let avail = match queue.avail_idx(mem, Ordering::Acquire) {
-        Ok(i) => i,
-        Err(e) => return Next::Broken(format!("cannot read the available index: {e}")),
-    };
+    let avail = queue
+        .avail_idx(mem, Ordering::Acquire)
+        .map_err(|e| format!("cannot read the available index: {e}"))?;
     let next = Wrapping(queue.next_avail());
     let pending = (avail - next).0;
-    if pending == 0 {
-        return Next::Empty;
-    }
     if pending > size {
-        return Next::Broken(format!(
+        return Err(format!(
             "available index {} is {pending} entries ahead of {} in a {size}-entry queue",
             avail.0, next.0
         ));
     }
+    Ok(pending)
+}
+
+/// The next chain, `known` chains being available already (read once per batch, not per
+/// chain).
+fn next_chain<'m>(queue: &mut Queue, mem: &'m GuestMemoryMmap, known: &mut u16) -> Next<'m> {
+    if *known == 0 {
+        match pending(queue, mem) {
+            Ok(0) => return Next::Empty,
+            Ok(n) => *known = n,
+            Err(why) => return Next::Broken(why),
+        }
+    }
+    *known = known.saturating_sub(1);
     match queue.iter(mem).map(|mut it| it.next()) {
         Ok(Some(chain)) => Next::Chain(chain),
         Ok(None) => Next::Broken("available ring entry unreadable".to_owned()),
@@ -181,14 +193,16 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
     let memory = Arc::clone(&used.memory);
     let mem: &GuestMemoryMmap = &memory;
     let event_idx = used.state.get_queue().event_idx_enabled();
-    let mut budget = usize::from(used.state.get_queue().size()).saturating_mul(ROUNDS_PER_CALL);
+    let size = used.state.get_queue().size();
+    let mut budget = usize::from(size).saturating_mul(ROUNDS_PER_CALL);
     loop {
         if event_idx && let Err(e) = used.queue().disable_notification(mem) {
             vring.stop(format_args!("cannot update the notification area: {e}"));
             break;
         }
+        let mut known = 0u16;
         loop {
-            let chain = match next_chain(used.queue(), mem) {
+            let chain = match next_chain(used.queue(), mem, &mut known) {
                 Next::Chain(c) => c,
                 Next::Empty => break,
                 Next::Broken(why) => {
@@ -199,7 +213,6 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
                 }
             };
             let head = chain.head_index();
-            let size = used.state.get_queue().size();
             if head >= size {
                 vring.reports().warn(format_args!(
                     "chain head {head} is beyond the {size}-entry queue; skipped"

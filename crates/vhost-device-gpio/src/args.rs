@@ -3,7 +3,7 @@
 use std::num::NonZeroU16;
 
 use clap::Parser;
-use vhost_device_common::args::{SocketArgs, SocketArgsError};
+use vhost_device_common::args::{SandboxArgs, SocketArgs, SocketArgsError};
 use vhost_device_common::listener::SocketConfig;
 
 pub use crate::host::DeviceSpec;
@@ -31,6 +31,9 @@ pub use crate::host::DeviceSpec;
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
+
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 
     /// GPIO devices, one per socket, separated by ':'.
     ///

@@ -18,6 +18,7 @@ pub mod trace;
 use log::info;
 use vhost_device_common::daemon::Device;
 use vhost_device_common::listener::SocketConfig;
+use vhost_device_common::sandbox::{DeviceSyscalls, Ioctl, SandboxConfig};
 use virtio_gpio_core::device::NoLinesError;
 
 use crate::args::{Args, Config, ConfigError};
@@ -71,6 +72,11 @@ impl Device for GpioDaemon {
     type Config = Config;
     type Backend = GpioBackend<Host>;
     type Error = Error;
+    const SYSCALLS: DeviceSyscalls = SYSCALLS;
+
+    fn sandbox(args: &Args) -> SandboxConfig {
+        SandboxConfig::from(&args.sandbox)
+    }
 
     fn configure(args: Args) -> Result<(SocketConfig, Config), Error> {
         let config = Config::try_from(args)?;
@@ -99,5 +105,51 @@ impl Device for GpioDaemon {
 
     fn backend(&self, index: usize) -> Result<GpioBackend<Host>, Error> {
         Self::backend_for(&self.sources, index, self.trace)
+    }
+}
+
+/// The GPIO uAPI v2 ioctls the daemon issues while serving (host/linux.rs): GET_LINE on the
+/// chip opened at startup (a line request), the others on line request fds.
+pub const SYSCALLS: DeviceSyscalls = DeviceSyscalls {
+    ioctls: &[
+        Ioctl {
+            name: "GPIO_V2_GET_LINE_IOCTL",
+            request: 0xc250_b407,
+        },
+        Ioctl {
+            name: "GPIO_V2_LINE_SET_CONFIG_IOCTL",
+            request: 0xc110_b40d,
+        },
+        Ioctl {
+            name: "GPIO_V2_LINE_GET_VALUES_IOCTL",
+            request: 0xc010_b40e,
+        },
+        Ioctl {
+            name: "GPIO_V2_LINE_SET_VALUES_IOCTL",
+            request: 0xc010_b40f,
+        },
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpiocdev_uapi::v2;
+
+    /// `_IOWR(0xB4, nr, size)` as linux/gpio.h defines the v2 ioctls.
+    fn iowr(nr: u32, size: usize) -> u32 {
+        (3 << 30) | (u32::try_from(size).unwrap() << 16) | (0xb4 << 8) | nr
+    }
+
+    #[test]
+    fn allowed_ioctls_match_the_uapi_structures() {
+        let want = [
+            iowr(0x07, size_of::<v2::LineRequest>()),
+            iowr(0x0d, size_of::<v2::LineConfig>()),
+            iowr(0x0e, size_of::<v2::LineValues>()),
+            iowr(0x0f, size_of::<v2::LineValues>()),
+        ];
+        let got: Vec<u32> = SYSCALLS.ioctls.iter().map(|i| i.request).collect();
+        assert_eq!(got, want);
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use clap::Parser;
-use vhost_device_common::args::{SocketArgs, SocketArgsError};
+use vhost_device_common::args::{SandboxArgs, SocketArgs, SocketArgsError};
 use vhost_device_common::listener::SocketConfig;
 use virtio_i2c_core::Address;
 
@@ -34,6 +34,9 @@ use crate::host::sim::Model;
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
+
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 
     /// Host devices to serve: BUS:ADDR[:ADDR...][,BUS:ADDR...].
     ///

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use vhost_device_common::daemon::Device;
 use vhost_device_common::listener::SocketConfig;
+use vhost_device_common::sandbox::{DeviceSyscalls, Ioctl, SandboxConfig};
 
 use crate::args::{Args, Config, ConfigError};
 use crate::backend::I2cBackend;
@@ -49,6 +50,11 @@ impl Device for I2cDaemon {
     type Config = Config;
     type Backend = I2cBackend;
     type Error = Error;
+    const SYSCALLS: DeviceSyscalls = SYSCALLS;
+
+    fn sandbox(args: &Args) -> SandboxConfig {
+        SandboxConfig::from(&args.sandbox)
+    }
 
     fn configure(args: Args) -> Result<(SocketConfig, Config), Error> {
         let config = Config::try_from(args)?;
@@ -67,3 +73,25 @@ impl Device for I2cDaemon {
         Ok(I2cBackend::new(Arc::clone(&self.router), self.trace))
     }
 }
+
+/// The ioctls of `/dev/i2c-N` the daemon issues while serving (host/linux.rs).
+pub const SYSCALLS: DeviceSyscalls = DeviceSyscalls {
+    ioctls: &[
+        Ioctl {
+            name: "I2C_SLAVE",
+            request: 0x0703,
+        },
+        Ioctl {
+            name: "I2C_FUNCS",
+            request: 0x0705,
+        },
+        Ioctl {
+            name: "I2C_RDWR",
+            request: 0x0707,
+        },
+        Ioctl {
+            name: "I2C_SMBUS",
+            request: 0x0720,
+        },
+    ],
+};

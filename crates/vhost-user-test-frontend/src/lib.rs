@@ -27,8 +27,10 @@
 pub mod attacks;
 pub mod bench;
 pub mod binary;
+pub mod confinement;
 pub mod daemon;
 pub mod dut;
+pub mod guest_script;
 pub mod hostile;
 pub mod inproc;
 mod layout;

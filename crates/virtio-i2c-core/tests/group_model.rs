@@ -302,9 +302,17 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(run(), 0..8).prop_map(|runs| runs.into_iter().flatten().collect())
 }
 
+/// `PROPTEST_CASES` if set (e.g. for a longer run), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 2000,
+        cases: cases(2000),
         // Failures are pinned as named tests below, not in a regressions file.
         failure_persistence: None,
         ..ProptestConfig::default()

@@ -36,12 +36,18 @@ fn library_writes_both_pages() {
     check(
         &dir,
         "vhost-device-i2c.1",
-        &["--socket-path", "--device-list", "--simulate"],
+        &[
+            "--socket-path",
+            "--device-list",
+            "--simulate",
+            "--seccomp",
+            "--sandbox",
+        ],
     );
     check(
         &dir,
         "vhost-device-gpio.1",
-        &["--socket-path", "--device-list"],
+        &["--socket-path", "--device-list", "--seccomp", "--sandbox"],
     );
 }
 
@@ -66,11 +72,17 @@ fn binary_writes_and_prints_paths() {
     check(
         &dir,
         "vhost-device-i2c.1",
-        &["--socket-path", "--device-list", "--simulate"],
+        &[
+            "--socket-path",
+            "--device-list",
+            "--simulate",
+            "--seccomp",
+            "--sandbox",
+        ],
     );
     check(
         &dir,
         "vhost-device-gpio.1",
-        &["--socket-path", "--device-list"],
+        &["--socket-path", "--device-list", "--seccomp", "--sandbox"],
     );
 }

@@ -54,9 +54,25 @@ start_daemon() {
     return 1
 }
 
+# check_confined NAME PID: the serving daemon runs under its own sandbox in the guest
+# kernel too (seccomp filter, no_new_privs, no capabilities, Landlock enforced).
+check_confined() {
+    name="$1"; pid="$2"
+    field() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$pid/status" 2>/dev/null; }
+    sc="$(field Seccomp)"; nnp="$(field NoNewPrivs)"; cap="$(field CapEff)"
+    st="Seccomp=$sc NoNewPrivs=$nnp CapEff=$cap"
+    if [ "$sc" = 2 ] && [ "$nnp" = 1 ] && [ "$cap" = 0000000000000000 ] \
+        && grep -q "sandbox: Landlock enforced" "/tmp/$name-daemon.log"; then
+        pass "host-devices.$name-daemon-confined"
+    else
+        fail "host-devices.$name-daemon-confined" "status: $st log: $(grep sandbox "/tmp/$name-daemon.log" | tr '\n' ' ')"
+    fi
+}
+
 stop_daemon() {
     name="$1"; pid="$2"
     if ! exited "$pid"; then pass "host-devices.$name-daemon-alive"; else fail "host-devices.$name-daemon-alive" "the daemon died: $(tail -n 3 "/tmp/$name-daemon.log" | tr '\n' ' ')"; fi
+    check_confined "$name" "$pid"
     kill -TERM "$pid" 2>/dev/null
     i=0
     while [ $i -lt 50 ] && ! exited "$pid"; do sleep 0.1; i=$((i + 1)); done

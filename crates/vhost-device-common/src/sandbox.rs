@@ -1,0 +1,565 @@
+//! Confinement entered once setup is done: no new privileges, no capabilities, a Landlock
+//! ruleset that allows no new file access, and a seccomp-BPF allowlist.
+//!
+//! A daemon calls [`enter`] after its devices and listening sockets are open and before
+//! the first thread is started (the serve loop starts every thread), so every thread of
+//! the process inherits the filter; it is also applied with TSYNC, so a thread that
+//! existed earlier would be covered too. After [`enter`] the process can open no file,
+//! create no socket and issue no ioctl but those of its device (see [`DeviceSyscalls`]).
+//!
+//! The allowlist was derived from what the daemons do (see docs/ARCHITECTURE.md,
+//! "Sandbox"): the daemons' tests under `strace -f` and `--seccomp log`, and every test and
+//! guest suite under the default `--seccomp kill`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use log::info;
+
+use crate::listener::BoundSocket;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// What the seccomp filter does with a system call that is not on the allowlist.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeccompMode {
+    /// Kill the whole process (SIGSYS).
+    #[default]
+    Kill,
+    /// Allow the call and log it through the kernel's audit log (for finding missing calls).
+    Log,
+    /// Send SIGSYS to the calling thread (which, unhandled, also ends the process, with a core
+    /// dump that shows the call).
+    Trap,
+    /// No seccomp filter (the rest of the sandbox still applies).
+    None,
+}
+
+/// Whether the daemon confines itself at all.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SandboxMode {
+    /// No new privileges, no capabilities, Landlock, and the seccomp filter of --seccomp.
+    #[default]
+    Full,
+    /// No confinement at all (--seccomp is then ignored): for debugging only.
+    None,
+}
+
+/// The validated sandbox options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SandboxConfig {
+    /// The seccomp action for calls outside the allowlist.
+    pub seccomp: SeccompMode,
+    /// Whether to confine at all.
+    pub sandbox: SandboxMode,
+}
+
+/// One ioctl request a daemon's device needs after setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ioctl {
+    /// The request's name (for logs and documentation).
+    pub name: &'static str,
+    /// The request number.
+    pub request: u32,
+}
+
+/// The device-specific part of a daemon's allowlist.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSyscalls {
+    /// ioctl requests the device issues while serving; every other ioctl is refused.
+    pub ioctls: &'static [Ioctl],
+}
+
+/// Why the sandbox could not be entered.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// prctl(PR_SET_NO_NEW_PRIVS) failed.
+    #[error("cannot set no_new_privs")]
+    NoNewPrivs(#[source] io::Error),
+    /// The capability sets could not be cleared.
+    #[error("cannot drop capabilities ({step})")]
+    Capabilities {
+        /// What failed.
+        step: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A directory the daemon must still write in (to remove its socket) cannot be opened.
+    #[error("cannot open {path} for the Landlock ruleset")]
+    LandlockPath {
+        /// The directory.
+        path: PathBuf,
+        /// The library's error.
+        #[source]
+        source: landlock::PathFdError,
+    },
+    /// The Landlock ruleset could not be built or applied.
+    #[error("cannot apply the Landlock ruleset")]
+    Landlock(#[source] landlock::RulesetError),
+    /// The seccomp filter could not be built.
+    #[error("cannot build the seccomp filter")]
+    SeccompBuild(#[source] seccompiler::BackendError),
+    /// The seccomp filter could not be installed.
+    #[error("cannot install the seccomp filter")]
+    SeccompApply(#[source] seccompiler::Error),
+}
+
+/// Confines the calling process (see the module documentation). The only file operation
+/// Landlock still allows is removing files in the directories of `sockets` (the daemon
+/// removes its socket files when it exits).
+pub fn enter(
+    config: &SandboxConfig,
+    device: &DeviceSyscalls,
+    sockets: &[BoundSocket],
+) -> Result<(), SandboxError> {
+    confine(config, device, sockets)?;
+    #[cfg(feature = "sandbox-test-trigger")]
+    test_trigger::run();
+    Ok(())
+}
+
+fn confine(
+    config: &SandboxConfig,
+    device: &DeviceSyscalls,
+    sockets: &[BoundSocket],
+) -> Result<(), SandboxError> {
+    if config.sandbox == SandboxMode::None {
+        info!("sandbox: none (--sandbox none): running unconfined");
+        return Ok(());
+    }
+    set_no_new_privs()?;
+    drop_capabilities()?;
+    let remove_dirs: Vec<&Path> = sockets
+        .iter()
+        .filter_map(|s| s.path.as_deref())
+        .map(|p| match p.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        })
+        .collect();
+    landlock(&remove_dirs)?;
+    let action = match config.seccomp {
+        SeccompMode::Kill => Some(SeccompAction::KillProcess),
+        SeccompMode::Log => Some(SeccompAction::Log),
+        SeccompMode::Trap => Some(SeccompAction::Trap),
+        SeccompMode::None => None,
+    };
+    match action {
+        Some(action) => {
+            let filter = build_filter(device, action)?;
+            seccompiler::apply_filter_all_threads(&filter).map_err(SandboxError::SeccompApply)?;
+            info!(
+                "sandbox: no_new_privs, no capabilities, seccomp ({:?} on other calls; {} syscalls, {} ioctls allowed)",
+                config.seccomp,
+                allowed_syscalls().len().saturating_add(5),
+                device.ioctls.len().saturating_add(COMMON_IOCTLS.len())
+            );
+        }
+        None => info!("sandbox: no_new_privs, no capabilities; no seccomp filter (--seccomp none)"),
+    }
+    Ok(())
+}
+
+fn set_no_new_privs() -> Result<(), SandboxError> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if rc != 0 {
+        return Err(SandboxError::NoNewPrivs(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+/// `CAP_SETPCAP` (linux/capability.h).
+const CAP_SETPCAP: libc::c_int = 8;
+/// `PR_SET_NAME` as a seccomp argument value.
+const PR_SET_NAME: u64 = 15;
+
+/// Empties the ambient, bounding (where permitted), effective, permitted and inheritable
+/// capability sets.
+fn drop_capabilities() -> Result<(), SandboxError> {
+    let cap_err = |step| move |source| SandboxError::Capabilities { step, source };
+    // SAFETY: integer arguments only.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(cap_err("ambient")(io::Error::last_os_error()));
+    }
+    // The bounding set can only shrink with CAP_SETPCAP (root): without it there is nothing
+    // to gain from it, since no capability is left to use and no_new_privs blocks exec gains.
+    // SAFETY: integer arguments only.
+    let has_setpcap = unsafe { libc::prctl(libc::PR_CAPBSET_READ, CAP_SETPCAP, 0, 0, 0) };
+    if has_setpcap == 1 && effective_has(CAP_SETPCAP)? {
+        // Every capability the kernel knows: PR_CAPBSET_DROP answers EINVAL past the last.
+        for cap in 0..64 {
+            // SAFETY: integer arguments only.
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+            if rc != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINVAL) {
+                    break;
+                }
+                return Err(cap_err("bounding set")(err));
+            }
+        }
+    }
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData::default(); 2];
+    // SAFETY: header and data are valid capset arguments for version 3 (two data structs).
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(cap_err("capset")(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn effective_has(cap: libc::c_int) -> Result<bool, SandboxError> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are valid capget arguments for version 3 (two data structs).
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(SandboxError::Capabilities {
+            step: "capget",
+            source: io::Error::last_os_error(),
+        });
+    }
+    let Ok(cap) = u32::try_from(cap) else {
+        return Ok(false);
+    };
+    let word = data.get(usize::try_from(cap / 32).unwrap_or(usize::MAX));
+    Ok(word.is_some_and(|d| d.effective & (1u32 << (cap % 32)) != 0))
+}
+
+/// Allows no file access except removing files beneath `remove_dirs`, no TCP, no abstract
+/// socket connections or signals outside the process; degrades (one info line) where the
+/// kernel lacks Landlock or part of it.
+fn landlock(remove_dirs: &[&Path]) -> Result<(), SandboxError> {
+    let abi = ABI::V6;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+        .and_then(|r| r.scope(Scope::from_all(abi)))
+        .and_then(|r| r.create())
+        .map_err(SandboxError::Landlock)?;
+    for dir in remove_dirs {
+        let fd = PathFd::new(dir).map_err(|source| SandboxError::LandlockPath {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, AccessFs::RemoveFile))
+            .map_err(SandboxError::Landlock)?;
+    }
+    let status = ruleset
+        .no_new_privs(true)
+        .restrict_self()
+        .map_err(SandboxError::Landlock)?;
+    match status.ruleset {
+        RulesetStatus::FullyEnforced => info!("sandbox: Landlock enforced"),
+        RulesetStatus::PartiallyEnforced => {
+            info!("sandbox: Landlock partly enforced (this kernel lacks some Landlock features)")
+        }
+        RulesetStatus::NotEnforced => {
+            info!("sandbox: Landlock not available in this kernel; file access not restricted")
+        }
+    }
+    Ok(())
+}
+
+/// The system calls every daemon makes while serving, by name (for logs and documentation)
+/// and number. See docs/ARCHITECTURE.md ("Sandbox") for why each is needed.
+pub fn allowed_syscalls() -> &'static [(&'static str, libc::c_long)] {
+    ALLOWED
+}
+
+macro_rules! syscalls {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), paste_sys!($name))),*]
+    };
+}
+
+macro_rules! paste_sys {
+    ($name:ident) => {
+        sys::$name
+    };
+}
+
+/// Syscall numbers under their plain names.
+#[allow(non_upper_case_globals)]
+mod sys {
+    pub use libc::{
+        SYS_accept4 as accept4, SYS_brk as brk, SYS_clock_gettime as clock_gettime,
+        SYS_clock_nanosleep as clock_nanosleep, SYS_clone as clone, SYS_clone3 as clone3,
+        SYS_close as close, SYS_epoll_create1 as epoll_create1, SYS_epoll_ctl as epoll_ctl,
+        SYS_epoll_pwait as epoll_pwait, SYS_eventfd2 as eventfd2, SYS_exit as exit,
+        SYS_exit_group as exit_group, SYS_fstat as fstat, SYS_futex as futex, SYS_getpid as getpid,
+        SYS_getrandom as getrandom, SYS_gettid as gettid, SYS_madvise as madvise,
+        SYS_mremap as mremap, SYS_munmap as munmap, SYS_nanosleep as nanosleep,
+        SYS_newfstatat as newfstatat, SYS_ppoll as ppoll, SYS_read as read,
+        SYS_readlinkat as readlinkat, SYS_recvmsg as recvmsg, SYS_rseq as rseq,
+        SYS_rt_sigaction as rt_sigaction, SYS_rt_sigprocmask as rt_sigprocmask,
+        SYS_rt_sigreturn as rt_sigreturn, SYS_rt_sigtimedwait as rt_sigtimedwait,
+        SYS_sched_getaffinity as sched_getaffinity, SYS_sched_yield as sched_yield,
+        SYS_sendmsg as sendmsg, SYS_set_robust_list as set_robust_list, SYS_shutdown as shutdown,
+        SYS_sigaltstack as sigaltstack, SYS_statx as statx, SYS_tgkill as tgkill,
+        SYS_unlinkat as unlinkat, SYS_write as write, SYS_writev as writev,
+    };
+    #[cfg(target_arch = "x86_64")]
+    pub use libc::{SYS_epoll_wait as epoll_wait, SYS_readlink as readlink, SYS_unlink as unlink};
+}
+
+/// Allowed with any arguments. Seen under strace in the daemons' test suites: accept4,
+/// clone3, close, epoll_create1, epoll_ctl, epoll_wait, eventfd2, exit, exit_group, futex,
+/// getrandom, gettid, madvise, munmap, read, readlink and statx (checks of frontend fds),
+/// recvmsg, rseq, rt_sigaction, rt_sigprocmask, rt_sigtimedwait, sched_getaffinity,
+/// sendmsg, set_robust_list, shutdown, sigaltstack, unlink, write (and ppoll on a host GPIO
+/// chip). The others are rare paths or other libcs/architectures: brk, mremap (allocator
+/// growth), clock_gettime (no vDSO), clock_nanosleep/nanosleep (the accept retry pause),
+/// clone (pthread_create before glibc 2.34), epoll_pwait, readlinkat, unlinkat (aarch64),
+/// getpid/tgkill (abort), rt_sigreturn (signal handlers), sched_yield (lock back-off),
+/// writev (vectored log writes), fstat/newfstatat (other libcs' fstat).
+#[cfg(target_arch = "x86_64")]
+const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
+    accept4,
+    brk,
+    clock_gettime,
+    clock_nanosleep,
+    clone,
+    clone3,
+    close,
+    epoll_create1,
+    epoll_ctl,
+    epoll_pwait,
+    epoll_wait,
+    eventfd2,
+    exit,
+    exit_group,
+    fstat,
+    futex,
+    getpid,
+    getrandom,
+    gettid,
+    madvise,
+    mremap,
+    munmap,
+    nanosleep,
+    newfstatat,
+    ppoll,
+    read,
+    readlink,
+    readlinkat,
+    recvmsg,
+    rseq,
+    rt_sigaction,
+    rt_sigprocmask,
+    rt_sigreturn,
+    rt_sigtimedwait,
+    sched_getaffinity,
+    sched_yield,
+    sendmsg,
+    set_robust_list,
+    shutdown,
+    sigaltstack,
+    statx,
+    tgkill,
+    unlink,
+    unlinkat,
+    write,
+    writev,
+);
+
+#[cfg(not(target_arch = "x86_64"))]
+const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
+    accept4,
+    brk,
+    clock_gettime,
+    clock_nanosleep,
+    clone,
+    clone3,
+    close,
+    epoll_create1,
+    epoll_ctl,
+    epoll_pwait,
+    eventfd2,
+    exit,
+    exit_group,
+    fstat,
+    futex,
+    getpid,
+    getrandom,
+    gettid,
+    madvise,
+    mremap,
+    munmap,
+    nanosleep,
+    newfstatat,
+    ppoll,
+    read,
+    readlinkat,
+    recvmsg,
+    rseq,
+    rt_sigaction,
+    rt_sigprocmask,
+    rt_sigreturn,
+    rt_sigtimedwait,
+    sched_getaffinity,
+    sched_yield,
+    sendmsg,
+    set_robust_list,
+    shutdown,
+    sigaltstack,
+    statx,
+    tgkill,
+    unlinkat,
+    write,
+    writev,
+);
+
+/// fcntl commands: F_DUPFD_CLOEXEC, F_GETFD and F_GETFL (seen: fd clones, the frontend fd
+/// checks), F_SETFD, and F_SETFL (making a blocking frontend eventfd non-blocking).
+const FCNTL_COMMANDS: &[u64] = &[
+    libc::F_DUPFD_CLOEXEC as u64,
+    libc::F_GETFD as u64,
+    libc::F_SETFD as u64,
+    libc::F_GETFL as u64,
+    libc::F_SETFL as u64,
+];
+
+/// ioctls every daemon may make on its own sockets and eventfds (std's `set_nonblocking`;
+/// not seen in the tests, allowed because it is harmless and std reaches for it).
+const COMMON_IOCTLS: &[Ioctl] = &[Ioctl {
+    name: "FIONBIO",
+    request: 0x5421,
+}];
+
+fn target_arch() -> TargetArch {
+    #[cfg(target_arch = "aarch64")]
+    return TargetArch::aarch64;
+    #[cfg(target_arch = "riscv64")]
+    return TargetArch::riscv64;
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "riscv64")))]
+    TargetArch::x86_64
+}
+
+fn arg_eq(index: u8, value: u64) -> Result<SeccompCondition, SandboxError> {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+        .map_err(SandboxError::SeccompBuild)
+}
+
+/// The allowlist as a BPF program: `mismatch` for every call not on it.
+fn build_filter(
+    device: &DeviceSyscalls,
+    mismatch: SeccompAction,
+) -> Result<BpfProgram, SandboxError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        ALLOWED.iter().map(|&(_, nr)| (nr, Vec::new())).collect();
+    let ioctl_rules = COMMON_IOCTLS
+        .iter()
+        .chain(device.ioctls)
+        .map(|ioctl| {
+            SeccompRule::new(vec![arg_eq(1, u64::from(ioctl.request))?])
+                .map_err(SandboxError::SeccompBuild)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_ioctl, ioctl_rules);
+    let fcntl_rules = FCNTL_COMMANDS
+        .iter()
+        .map(|&cmd| SeccompRule::new(vec![arg_eq(1, cmd)?]).map_err(SandboxError::SeccompBuild))
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_fcntl, fcntl_rules);
+    // Memory (guest memory, thread stacks, the allocator) but never executable memory.
+    let no_exec = || -> Result<Vec<SeccompRule>, SandboxError> {
+        let cond = SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
+            0,
+        )
+        .map_err(SandboxError::SeccompBuild)?;
+        Ok(vec![
+            SeccompRule::new(vec![cond]).map_err(SandboxError::SeccompBuild)?,
+        ])
+    };
+    rules.insert(libc::SYS_mmap, no_exec()?);
+    rules.insert(libc::SYS_mprotect, no_exec()?);
+    // Threads name themselves (std's thread builder): PR_SET_NAME only.
+    let prctl_name =
+        SeccompRule::new(vec![arg_eq(0, PR_SET_NAME)?]).map_err(SandboxError::SeccompBuild)?;
+    rules.insert(libc::SYS_prctl, vec![prctl_name]);
+    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, target_arch())
+        .map_err(SandboxError::SeccompBuild)?;
+    BpfProgram::try_from(filter).map_err(SandboxError::SeccompBuild)
+}
+
+/// Test-only: makes a sandboxed daemon call something the sandbox forbids, so tests can
+/// prove the filter bites. Compiled only with the `sandbox-test-trigger` feature (enabled
+/// by the daemons' dev-dependencies: `cargo test` builds, never `cargo build --release`).
+#[cfg(feature = "sandbox-test-trigger")]
+mod test_trigger {
+    /// `socket`: a thread started after the sandbox calls socket(AF_INET) (seccomp).
+    /// `open:PATH`: the main thread opens PATH for reading (Landlock, or seccomp's openat).
+    pub const ENV: &str = "VHOST_DEVICE_SANDBOX_TEST_TRIGGER";
+
+    pub fn run() {
+        let Ok(what) = std::env::var(ENV) else {
+            return;
+        };
+        if what == "socket" {
+            let t = std::thread::spawn(|| {
+                // SAFETY: plain socket(2) call; the fd, if any, is closed below.
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+                let err = std::io::Error::last_os_error();
+                log::warn!("sandbox test trigger: socket() returned {fd} ({err})");
+                if fd >= 0 {
+                    // SAFETY: fd was returned by socket() above and is not used elsewhere.
+                    unsafe { libc::close(fd) };
+                }
+            });
+            let _ = t.join();
+        } else if let Some(path) = what.strip_prefix("open:") {
+            match std::fs::File::open(path) {
+                Ok(_) => log::warn!("sandbox test trigger: open {path}: opened"),
+                Err(e) => log::warn!("sandbox test trigger: open {path}: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The `i2c_request` fuzz target's harness in the normal test suite: its seed corpus is built
+//! here (and must match `fuzz/corpus/i2c_request/`), and every committed corpus file and
+//! every input that once broke a check (`fuzz/regressions/i2c_request/`) is replayed against
+//! a fresh backend with the harness's checks: no panic, every popped chain returned exactly
+//! once, no write outside device-writable buffers and the used ring.
+//!
+//! `UPDATE_FUZZ_CORPUS=1 cargo test -p vhost-device-i2c --test guest_scripts` rewrites the
+//! seed files after a change of the seeds below.
+// Test code: panics are failures.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+use vhost_device_i2c::args::{Args, Config};
+use vhost_device_i2c::backend::I2cBackend;
+use vhost_device_i2c::host::Router;
+use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
+use virtio_i2c_core::request::encode_header;
+
+/// The fuzz target's device: one requestq, nothing held.
+const DEVICE: ScriptDevice<'static> = ScriptDevice {
+    queues: 1,
+    events: &[0],
+    max_held: &[0],
+};
+
+const NEXT: u8 = 1;
+const WRITE: u8 = 2;
+const INDIRECT: u8 = 4;
+
+/// The backend as the daemon builds it for `--simulate 24c02@0x50 --simulate ds1338@0x68`.
+fn backend() -> I2cBackend {
+    let args = Args::try_parse_from([
+        "vhost-device-i2c",
+        "-s",
+        "/nonexistent/i2c.sock",
+        "--simulate",
+        "24c02@0x50",
+        "--simulate",
+        "ds1338@0x68",
+    ])
+    .unwrap();
+    let config = Config::try_from(args).unwrap();
+    let router = Router::open(&config.adapters, &config.simulated).unwrap();
+    I2cBackend::new(Arc::new(router), false)
+}
+
+fn run(script: &[u8]) -> Outcome {
+    guest_script::run(&backend(), DEVICE, script)
+        .unwrap_or_else(|e| panic!("{}", guest_script::describe(&e)))
+}
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
+/// One descriptor table entry as 16 raw bytes (for indirect tables in the data area).
+fn raw_desc(addr: u64, len: u32, flags: u16, next: u16) -> Vec<u8> {
+    let mut d = addr.to_le_bytes().to_vec();
+    d.extend_from_slice(&len.to_le_bytes());
+    d.extend_from_slice(&flags.to_le_bytes());
+    d.extend_from_slice(&next.to_le_bytes());
+    d
+}
+
+/// The seeds: name, script, chains the device must return.
+fn seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
+    // Register write then 4-byte read from the EEPROM (one FAIL_NEXT group), and a write.
+    let eeprom_group = ScriptBuilder::new(3, false)
+        .write(0x6000, &encode_header(0x50, false, true))
+        .write(0x6010, &[0x10])
+        .write(0x6030, &encode_header(0x50, true, false))
+        .write(0x6060, &encode_header(0x50, false, false))
+        .write(0x6070, &[0x10, 1, 2, 3])
+        .desc(0, 0, 0x6000, 8, NEXT, 1)
+        .desc(0, 1, 0x6010, 1, NEXT, 2)
+        .desc(0, 2, 0x6020, 1, WRITE, 0)
+        .desc(0, 3, 0x6030, 8, NEXT, 4)
+        .desc(0, 4, 0x6040, 4, WRITE | NEXT, 5)
+        .desc(0, 5, 0x6050, 1, WRITE, 0)
+        .desc(0, 6, 0x6060, 8, NEXT, 7)
+        .desc(0, 7, 0x6070, 4, NEXT, 8)
+        .desc(0, 8, 0x6080, 1, WRITE, 0)
+        .post(0, 6)
+        .event(0)
+        .post(0, 0)
+        .post(0, 3)
+        .event(0)
+        .build();
+
+    // The same read through an indirect table, with EVENT_IDX; then a quick to an absent
+    // address and a read from the RTC.
+    let mut table = raw_desc(0x6000, 8, 1, 1);
+    table.extend(raw_desc(0x6010, 1, 1, 2));
+    table.extend(raw_desc(0x6020, 1, 2, 0));
+    let indirect_and_rtc = ScriptBuilder::new(2, true)
+        .write(0x6000, &encode_header(0x68, false, true))
+        .write(0x6010, &[0x00])
+        .write(0x6030, &encode_header(0x68, true, false))
+        .write(0x6060, &encode_header(0x51, false, false))
+        .write(0x7000, &table)
+        .desc(0, 0, 0x7000, 48, INDIRECT, 0)
+        .desc(0, 1, 0x6030, 8, NEXT, 2)
+        .desc(0, 2, 0x6040, 7, WRITE | NEXT, 3)
+        .desc(0, 3, 0x6050, 1, WRITE, 0)
+        .desc(0, 4, 0x6060, 8, NEXT, 5)
+        .desc(0, 5, 0x6070, 1, WRITE, 0)
+        .post(0, 0)
+        .post(0, 1)
+        .post(0, 4)
+        .event(0)
+        .build();
+
+    // Defect 7 of issue 7: 43 messages with FAIL_NEXT cut by the end of the batch, then a
+    // one-request group in the next batch.
+    let mut over_long = ScriptBuilder::new(6, false)
+        .write(0x6000, &encode_header(0x50, false, true))
+        .write(0x6010, &encode_header(0x50, false, false));
+    for i in 0..43u8 {
+        let d = i * 2;
+        over_long = over_long
+            .desc(0, d, 0x6000, 8, NEXT, d + 1)
+            .desc(0, d + 1, 0x6100 + u16::from(i), 1, WRITE, 0)
+            .post(0, d);
+    }
+    let over_long = over_long
+        .event(0)
+        .desc(0, 100, 0x6010, 8, NEXT, 101)
+        .desc(0, 101, 0x6200, 1, WRITE, 0)
+        .post(0, 100)
+        .event(0)
+        .build();
+
+    // Hostile: misordered chain, chain without status byte, descriptor outside RAM, a
+    // buffer across the hole between the RAM regions, a head past the table, then an
+    // available index far ahead (the queue stops).
+    let hostile = ScriptBuilder::new(2, true)
+        .write(0x6000, &encode_header(0x50, true, false))
+        .desc(0, 0, 0x6000, 8, WRITE | NEXT, 1)
+        .desc(0, 1, 0x6010, 1, NEXT, 0)
+        .desc(0, 2, 0x6000, 8, 0, 0)
+        .desc(0, 3, 0x6000, 8, NEXT, 4)
+        .desc(0, 4, 0xfff8, 0x2000, WRITE, 0)
+        .post(0, 0)
+        .post(0, 2)
+        .post(0, 3)
+        .post(0, 200)
+        .event(0)
+        .avail_idx(0, 0x9000)
+        .event(0)
+        .build();
+
+    vec![
+        ("eeprom-group", eeprom_group, 3),
+        ("indirect-and-rtc", indirect_and_rtc, 3),
+        ("over-long-group-then-one", over_long, 44),
+        ("hostile-chains", hostile, 3),
+    ]
+}
+
+#[test]
+fn seeds_pass_and_match_the_committed_corpus() {
+    let dir = fuzz_dir().join("corpus/i2c_request");
+    let update = std::env::var_os("UPDATE_FUZZ_CORPUS").is_some();
+    for (name, script, returned) in seeds() {
+        let outcome = run(&script);
+        assert_eq!(outcome.used, returned, "{name}: chains returned");
+        let path = dir.join(name);
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &script).unwrap();
+        }
+        let committed = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_FUZZ_CORPUS=1 writes it)", path.display()));
+        assert_eq!(
+            committed, script,
+            "{name}: stale seed (UPDATE_FUZZ_CORPUS=1)"
+        );
+    }
+}
+
+/// How long one replayed script may take (they take milliseconds).
+const REPLAY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[test]
+fn corpus_and_regressions_replay_clean() {
+    let mut replayed = 0;
+    for sub in ["corpus/i2c_request", "regressions/i2c_request"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(sub)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let script = std::fs::read(&path).unwrap();
+            // On a thread, so that an input that hangs the device fails the test instead.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let result = guest_script::run(&backend(), DEVICE, &script)
+                    .map_err(|e| guest_script::describe(&e));
+                let _ = tx.send(result);
+            });
+            match rx.recv_timeout(REPLAY_DEADLINE) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("{}: {e}", path.display()),
+                Err(e) => panic!(
+                    "{}: no result within {REPLAY_DEADLINE:?}: {e}",
+                    path.display()
+                ),
+            }
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= seeds().len(), "only {replayed} files replayed");
+}

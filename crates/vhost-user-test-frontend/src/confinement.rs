@@ -1,0 +1,363 @@
+//! Checks of a daemon's sandbox, shared by both daemons' `tests/sandbox.rs`: the real binary
+//! is started on a private socket, and its `/proc/PID/status` (every thread), its exit
+//! signal and its log show what the sandbox allows.
+//!
+//! The forbidden-call checks need the daemon built with vhost-device-common's
+//! `sandbox-test-trigger` feature (the daemons' dev-dependencies enable it), which reads
+//! [`TRIGGER_ENV`].
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{FrontendOptions, TestFrontend};
+
+/// The test trigger's environment variable (see vhost-device-common's sandbox.rs).
+pub const TRIGGER_ENV: &str = "VHOST_DEVICE_SANDBOX_TEST_TRIGGER";
+/// Upper bound of every wait on the daemon.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A failed check, with what was seen.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(String);
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, CheckFailed> {
+    Err(CheckFailed(msg.into()))
+}
+
+/// The daemon under test: its binary and the arguments that give it one device.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    /// Path of the daemon binary.
+    pub binary: &'static str,
+    /// Device arguments (e.g. `["-l", "s8"]`).
+    pub device_args: &'static [&'static str],
+    /// Queues the device has (for the frontend's handshake).
+    pub num_queues: usize,
+}
+
+/// A started daemon; killed and its directory removed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+/// What `/proc/PID/task/TID/status` says about one thread's confinement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadStatus {
+    /// The thread's id.
+    pub tid: String,
+    /// `Seccomp:` (0 none, 2 filter).
+    pub seccomp: String,
+    /// `NoNewPrivs:`.
+    pub no_new_privs: String,
+    /// `CapEff:`, `CapPrm:`, `CapInh:`, `CapAmb:` and `CapBnd:`, in that order.
+    pub caps: [String; 5],
+}
+
+impl Subject {
+    /// Starts the daemon on a fresh socket directory with `extra` arguments, the test
+    /// trigger `trigger` (if any), as user and group `uid` (if given; the directory is made
+    /// writable for it).
+    pub fn start(
+        &self,
+        extra: &[&str],
+        trigger: Option<&str>,
+        uid: Option<u32>,
+    ) -> Result<Daemon, CheckFailed> {
+        let dir = std::env::temp_dir().join(format!(
+            "vhost-device-sandbox-test-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CheckFailed(format!("create {}: {e}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| CheckFailed(format!("chmod {}: {e}", dir.display())))?;
+        let base = dir.join("d.sock");
+        let log = dir.join("daemon.log");
+        let log_file =
+            File::create(&log).map_err(|e| CheckFailed(format!("create the log file: {e}")))?;
+        let mut cmd = Command::new(self.binary);
+        cmd.arg("-s")
+            .arg(&base)
+            .args(self.device_args)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove(TRIGGER_ENV)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        if let Some(t) = trigger {
+            cmd.env(TRIGGER_ENV, t);
+        }
+        if let Some(id) = uid {
+            cmd.uid(id).gid(id);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| CheckFailed(format!("spawn {}: {e}", self.binary)))?;
+        let mut socket = base.into_os_string();
+        socket.push("0");
+        Ok(Daemon {
+            child,
+            dir,
+            socket: PathBuf::from(socket),
+            log,
+        })
+    }
+
+    /// Connects a frontend (full handshake) to `daemon`: the daemon is then serving, with
+    /// its vring worker threads running.
+    pub fn connect(&self, daemon: &Daemon) -> Result<TestFrontend, CheckFailed> {
+        TestFrontend::connect(
+            &daemon.socket,
+            FrontendOptions {
+                num_queues: self.num_queues,
+                ..FrontendOptions::default()
+            },
+        )
+        .map_err(|e| {
+            CheckFailed(format!(
+                "connect to {}: {e}; daemon log:\n{}",
+                daemon.socket.display(),
+                daemon.log()
+            ))
+        })
+    }
+}
+
+fn next_id() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+impl Daemon {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The socket the daemon listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The confinement of every thread of the daemon.
+    pub fn threads(&self) -> Result<Vec<ThreadStatus>, CheckFailed> {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let entries =
+            std::fs::read_dir(&tasks).map_err(|e| CheckFailed(format!("read {tasks}: {e}")))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let tid = entry.file_name().to_string_lossy().into_owned();
+            let Ok(text) = std::fs::read_to_string(entry.path().join("status")) else {
+                continue; // the thread ended meanwhile
+            };
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_else(|| format!("<no {name}>"))
+            };
+            out.push(ThreadStatus {
+                tid,
+                seccomp: field("Seccomp:"),
+                no_new_privs: field("NoNewPrivs:"),
+                caps: [
+                    field("CapEff:"),
+                    field("CapPrm:"),
+                    field("CapInh:"),
+                    field("CapAmb:"),
+                    field("CapBnd:"),
+                ],
+            });
+        }
+        if out.is_empty() {
+            return fail(format!("no thread under {tasks}"));
+        }
+        Ok(out)
+    }
+
+    /// Waits (up to a deadline) for the daemon to exit.
+    pub fn wait_exit(&mut self) -> Result<ExitStatus, CheckFailed> {
+        let deadline = Instant::now().checked_add(TIMEOUT);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) => {}
+                Err(e) => return fail(format!("wait for the daemon: {e}")),
+            }
+            if deadline.is_none_or(|d| Instant::now() >= d) {
+                return fail(format!(
+                    "the daemon did not exit within {TIMEOUT:?}; log:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (up to a deadline) until the log contains `needle`; returns that line.
+    pub fn wait_log(&mut self, needle: &str) -> Result<String, CheckFailed> {
+        let deadline = Instant::now().checked_add(TIMEOUT);
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
+                return Ok(line.to_owned());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return fail(format!(
+                    "the daemon exited ({status}) before logging {needle:?}; log:\n{}",
+                    self.log()
+                ));
+            }
+            if deadline.is_none_or(|d| Instant::now() >= d) {
+                return fail(format!(
+                    "no {needle:?} in the log within {TIMEOUT:?}; log:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Fails unless the daemon is still running.
+    pub fn assert_running(&mut self) -> Result<(), CheckFailed> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => fail(format!(
+                "the daemon exited ({status}); log:\n{}",
+                self.log()
+            )),
+            Err(e) => fail(format!("wait for the daemon: {e}")),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const NO_CAPS: &str = "0000000000000000";
+
+/// A serving daemon (a frontend connected) is confined in every thread: seccomp filter
+/// mode, no_new_privs, and empty effective, permitted, inheritable and ambient capability
+/// sets (and an empty bounding set when started as root). `uid` runs it as that user.
+pub fn check_confined_while_serving(
+    subject: &Subject,
+    uid: Option<u32>,
+) -> Result<(), CheckFailed> {
+    let mut daemon = subject.start(&[], None, uid)?;
+    let frontend = subject.connect(&daemon)?;
+    let threads = daemon.threads()?;
+    if threads.len() < 3 {
+        return fail(format!(
+            "expected the main, signal, socket and vring threads, found {threads:?}"
+        ));
+    }
+    for t in &threads {
+        let caps_ok = t.caps.iter().take(4).all(|c| c == NO_CAPS)
+            && (uid.is_some() || t.caps.get(4).is_some_and(|c| c == NO_CAPS));
+        if t.seccomp != "2" || t.no_new_privs != "1" || !caps_ok {
+            return fail(format!(
+                "thread {} is not confined: {t:?}; log:\n{}",
+                t.tid,
+                daemon.log()
+            ));
+        }
+    }
+    daemon.assert_running()?;
+    frontend.disconnect();
+    Ok(())
+}
+
+/// Under the default `--seccomp kill` (`extra` empty), or `--seccomp trap` (SIGSYS to the
+/// calling thread, unhandled), a forbidden call (socket(2), from a thread started after the
+/// sandbox) ends the whole process with SIGSYS.
+pub fn check_forbidden_call_kills(subject: &Subject, extra: &[&str]) -> Result<(), CheckFailed> {
+    let mut daemon = subject.start(extra, Some("socket"), None)?;
+    let status = daemon.wait_exit()?;
+    if status.signal() != Some(libc::SIGSYS) {
+        return fail(format!(
+            "expected death by SIGSYS, got {status}; log:\n{}",
+            daemon.log()
+        ));
+    }
+    if daemon.log().contains("socket() returned") {
+        return fail(format!("socket() returned under {extra:?}"));
+    }
+    Ok(())
+}
+
+/// Under `--seccomp log` the same call goes through (and is audited) and the daemon serves,
+/// with the filter installed in every thread.
+pub fn check_log_mode_lets_it_through(subject: &Subject) -> Result<(), CheckFailed> {
+    let mut daemon = subject.start(&["--seccomp", "log"], Some("socket"), None)?;
+    let line = daemon.wait_log("socket() returned")?;
+    if line.contains("returned -1") {
+        return fail(format!("socket() failed under --seccomp log: {line}"));
+    }
+    let frontend = subject.connect(&daemon)?;
+    daemon.assert_running()?;
+    let threads = daemon.threads()?;
+    if threads.iter().any(|t| t.seccomp != "2") {
+        return fail(format!(
+            "--seccomp log: a thread has no filter: {threads:?}"
+        ));
+    }
+    frontend.disconnect();
+    Ok(())
+}
+
+/// Landlock alone (`--seccomp none`) refuses to open a file that any process may read; with
+/// `--sandbox none` the same open succeeds and nothing is confined.
+pub fn check_landlock_refuses_opens(subject: &Subject) -> Result<(), CheckFailed> {
+    let path = "/proc/self/status";
+    let trigger = format!("open:{path}");
+    let mut daemon = subject.start(&["--seccomp", "none"], Some(&trigger), None)?;
+    let line = daemon.wait_log(&format!("open {path}:"))?;
+    if !line.contains("Permission denied") {
+        return fail(format!("Landlock did not refuse the open: {line}"));
+    }
+    let threads = daemon.threads()?;
+    if threads
+        .iter()
+        .any(|t| t.seccomp != "0" || t.no_new_privs != "1")
+    {
+        return fail(format!(
+            "--seccomp none: expected no filter, no_new_privs: {threads:?}"
+        ));
+    }
+    drop(daemon);
+
+    let mut daemon = subject.start(&["--sandbox", "none"], Some(&trigger), None)?;
+    let line = daemon.wait_log(&format!("open {path}:"))?;
+    if !line.contains("opened") {
+        return fail(format!("--sandbox none: the open failed: {line}"));
+    }
+    let frontend = subject.connect(&daemon)?;
+    let threads = daemon.threads()?;
+    if threads.iter().any(|t| t.seccomp != "0") {
+        return fail(format!("--sandbox none: a thread is filtered: {threads:?}"));
+    }
+    frontend.disconnect();
+    Ok(())
+}
