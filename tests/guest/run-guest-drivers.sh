@@ -26,9 +26,11 @@ RUN="$(mktemp -d /tmp/vhost-device-sock.XXXXXX)"
 trap 'stop_all_daemons; rm -rf "$RUN"' EXIT
 
 i2c_ok=0 gpio_ok=0
+# --trace: the real guest's requests are checked in the daemons' logs below.
 start_daemon i2c "$RUN/i2c.sock" "$BIN_DIR/vhost-device-i2c" -s "$RUN/i2c.sock" \
-    --simulate 24c02@0x50 --simulate ds1338@0x68 && i2c_ok=1
-start_daemon gpio "$RUN/gpio.sock" "$BIN_DIR/vhost-device-gpio" -s "$RUN/gpio.sock" -l s8 && gpio_ok=1
+    --simulate 24c02@0x50 --simulate ds1338@0x68 --trace && i2c_ok=1
+start_daemon gpio "$RUN/gpio.sock" "$BIN_DIR/vhost-device-gpio" -s "$RUN/gpio.sock" -l s8 --trace \
+    && gpio_ok=1
 
 if (( i2c_ok )); then
     run_guest --test guest-drivers-i2c --i2c-sock "$SOCK_i2c" --timeout 180
@@ -47,6 +49,23 @@ if (( i2c_ok && gpio_ok )); then
     alive i2c guest-drivers-reconnect
     alive gpio guest-drivers-reconnect
 fi
+# --trace shows what the guest's tools asked: i2cdetect -q probes with zero-length writes
+# (0x50 answers, 0x51 does not), gpiomon's edges come back as delivered interrupts.
+# expect_trace NAME DAEMON PATTERN...: every extended regex appears in DAEMON's trace lines.
+expect_trace() {
+    local name="$1" daemon="$2" p missing=()
+    shift 2
+    for p in "$@"; do
+        grep 'vhost_device_trace' "$LOG_DIR/$daemon-daemon.log" | grep -qE "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        pass "$SUITE.host.$name"
+    else
+        fail "$SUITE.host.$name" "no trace line matching: ${missing[*]} (log: $LOG_DIR/$daemon-daemon.log)"
+    fi
+}
+expect_trace i2c-trace i2c '\] w0@0x50 -> OK$' '\] w0@0x51 -> ERR \(no device\)$' '\] w1@0x50 0x21 r1@0x50 -> 0xa5$'
+expect_trace gpio-trace gpio '\] GET_LINE_NAMES -> OK \([0-9]+ bytes\)$' '\] SET_IRQ_TYPE [0-9]+ \(sim-[0-9]+\) edge-both -> OK$' '\] IRQ [0-9]+ \(sim-[0-9]+\) edge-both delivered$'
 sigterm_all
 summary
 (( failed == 0 ))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # systemd-analyze verify of contrib/systemd (installs the systemd package if missing; root).
-# The units name /usr/local/bin/vhost-device-*; verify needs an executable there, so the
+# The units name /usr/bin/vhost-device-* (the packaged path; tests/packaging.sh verifies the
+# installed units); verify needs an executable there, so the
 # units are checked from a scratch copy whose ExecStart points at BIN_DIR (default: the
 # release build, ${CARGO_TARGET_DIR:-target}/release; built if absent).
 # Prints PASS/FAIL lines; exits non-zero on any finding.
@@ -23,7 +24,7 @@ trap 'rm -rf "$scratch"' EXIT
 failed=0
 for d in i2c gpio; do
     for unit in "$ROOT/contrib/systemd/vhost-device-$d".{service,socket}; do
-        sed "s|/usr/local/bin/vhost-device-$d|$BIN_DIR/vhost-device-$d|" "$unit" > "$scratch/$(basename "$unit")"
+        sed "s|/usr/bin/vhost-device-$d|$BIN_DIR/vhost-device-$d|" "$unit" > "$scratch/$(basename "$unit")"
     done
     out="$(cd "$scratch" && systemd-analyze verify --man=no "vhost-device-$d.socket" "vhost-device-$d.service" 2>&1)" || true
     if [[ -z "$out" ]]; then

@@ -7,7 +7,7 @@
 use std::ops::Deref;
 
 use virtio_queue::DescriptorChain;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryError};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryError};
 
 /// Most descriptors accepted in each direction of one chain. Linux uses one per buffer.
 pub const MAX_SEGMENTS: usize = 16;
@@ -158,6 +158,16 @@ impl Segments {
         let len = buf.len();
         self.pieces(offset, len, |addr, range| {
             let dst = buf.get_mut(range).ok_or(ChainError::TooLong)?;
+            // Fast path: a piece inside one region is one copy (vm-memory's generic
+            // slice iteration costs several times the copy for the small pieces of a
+            // request); anything else takes the general path.
+            if let Some(slice) = mem
+                .physical_memory()
+                .and_then(|pm| pm.get_slice(addr, dst.len()).ok())
+                && slice.copy_to(dst) == dst.len()
+            {
+                return Ok(());
+            }
             mem.read_slice(dst, addr)?;
             Ok(())
         })
@@ -172,6 +182,15 @@ impl Segments {
     ) -> Result<(), ChainError> {
         self.pieces(offset, data.len(), |addr, range| {
             let src = data.get(range).ok_or(ChainError::TooLong)?;
+            // Fast path as in `read_at`; `copy_from` marks the dirty bitmap like write_slice.
+            if let Some(slice) = mem
+                .physical_memory()
+                .and_then(|pm| pm.get_slice(addr, src.len()).ok())
+                && slice.len() == src.len()
+            {
+                slice.copy_from(src);
+                return Ok(());
+            }
             mem.write_slice(src, addr)?;
             Ok(())
         })

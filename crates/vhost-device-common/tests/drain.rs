@@ -56,7 +56,7 @@ fn memfd(len: u64) -> File {
 fn setup(mmap: GuestMemoryMmap, event_idx: bool) -> (GuestMemory, Vring, RingDriver) {
     let mem = GuestMemoryAtomic::new(mmap.clone());
     let (v, _call) = vring::<Vring>(&mem, RINGS, event_idx).unwrap();
-    (mem, v, RingDriver::new(mmap, RINGS))
+    (mem, v, RingDriver::new(mmap, RINGS).unwrap())
 }
 
 fn set_avail_idx(mmap: &GuestMemoryMmap, idx: u16) {
@@ -170,7 +170,7 @@ fn a_kick_before_the_memory_table_is_harmless() {
     mem.lock().unwrap().replace(mmap.clone());
     v.set_queue_info(RINGS.desc, RINGS.avail, RINGS.used)
         .unwrap();
-    let mut d = RingDriver::new(mmap, RINGS);
+    let mut d = RingDriver::new(mmap, RINGS).unwrap();
     d.post(&[Buf::In(1)]).unwrap();
     drain(&v, &mut echo);
     assert_eq!(echo.seen, 1);

@@ -98,8 +98,8 @@ fn setup(event_idx: bool) -> Setup {
     let mut s = Setup {
         backend,
         vrings: vec![requestq, eventq],
-        requests: RingDriver::new(mmap.clone(), REQUEST_RINGS),
-        events: RingDriver::new(mmap, EVENT_RINGS),
+        requests: RingDriver::new(mmap.clone(), REQUEST_RINGS).unwrap(),
+        events: RingDriver::new(mmap, EVENT_RINGS).unwrap(),
         calls: [request_call, event_call],
         held: None,
     };

@@ -70,7 +70,7 @@ fn setup(event_idx: bool) -> Setup {
     Setup {
         backend,
         vrings: vec![vring],
-        driver: RingDriver::new(mmap, RINGS),
+        driver: RingDriver::new(mmap, RINGS).unwrap(),
         call,
     }
 }

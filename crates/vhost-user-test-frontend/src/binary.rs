@@ -17,6 +17,9 @@ use crate::daemon::{Launch, run_to_exit_via};
 /// A command prefix for the binary, split at whitespace, e.g.
 /// `qemu-aarch64-static -L /usr/aarch64-linux-gnu` to run an arm64 daemon on an x86 host.
 pub const RUNNER_VAR: &str = "VHOST_DEVICE_RUNNER";
+/// Extra daemon arguments, split at whitespace, added to every [`DaemonBinary::launch`]:
+/// `--seccomp none` under qemu-user, which does not implement seccomp(2) for its guest.
+pub const EXTRA_ARGS_VAR: &str = "VHOST_DEVICE_EXTRA_ARGS";
 
 /// Why the binary under test cannot be chosen.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +30,7 @@ pub enum BinaryError {
         /// The variable.
         var: String,
     },
-    /// [`RUNNER_VAR`] is not valid UTF-8.
+    /// [`RUNNER_VAR`] or [`EXTRA_ARGS_VAR`] is not valid UTF-8.
     #[error("{var} is not valid UTF-8")]
     NotUnicode {
         /// The variable.
@@ -50,20 +53,25 @@ pub struct DaemonBinary {
     pub program: PathBuf,
     /// Command prefix from [`RUNNER_VAR`] (empty: run the binary directly).
     pub runner: Vec<String>,
+    /// Arguments from [`EXTRA_ARGS_VAR`], given to every launched daemon.
+    pub extra_args: Vec<String>,
     /// Where `program` came from: the variable's name, or "the workspace build".
     pub origin: String,
 }
 
 impl DaemonBinary {
     /// The binary named by the variable `var` if it is set, else `workspace_build` (pass
-    /// `env!("CARGO_BIN_EXE_<name>")`), run through [`RUNNER_VAR`]'s prefix if that is set.
+    /// `env!("CARGO_BIN_EXE_<name>")`), run through [`RUNNER_VAR`]'s prefix if that is set,
+    /// with [`EXTRA_ARGS_VAR`]'s arguments.
     pub fn from_env(var: &str, workspace_build: &str) -> Result<Self, BinaryError> {
-        Self::from_values(
+        let mut bin = Self::from_values(
             var,
             std::env::var_os(var),
             std::env::var_os(RUNNER_VAR),
             workspace_build,
-        )
+        )?;
+        bin.extra_args = words(EXTRA_ARGS_VAR, std::env::var_os(EXTRA_ARGS_VAR))?;
+        Ok(bin)
     }
 
     fn from_values(
@@ -93,31 +101,16 @@ impl DaemonBinary {
                 (path, var.to_owned())
             }
         };
-        let runner = match runner {
-            None => Vec::new(),
-            Some(r) => {
-                let r = r
-                    .into_string()
-                    .map_err(|_not_utf8| BinaryError::NotUnicode {
-                        var: RUNNER_VAR.to_owned(),
-                    })?;
-                let words: Vec<String> = r.split_whitespace().map(str::to_owned).collect();
-                if words.is_empty() {
-                    return Err(BinaryError::Empty {
-                        var: RUNNER_VAR.to_owned(),
-                    });
-                }
-                words
-            }
-        };
         Ok(Self {
             program,
-            runner,
+            runner: words(RUNNER_VAR, runner)?,
+            extra_args: Vec::new(),
             origin,
         })
     }
 
-    /// One line for the test log: which binary, from where, through which runner.
+    /// One line for the test log: which binary, from where, through which runner, with
+    /// which extra arguments.
     pub fn describe(&self) -> String {
         let mut s = format!("{} (from {})", self.program.display(), self.origin);
         if !self.runner.is_empty() {
@@ -125,18 +118,45 @@ impl DaemonBinary {
             s.push_str(&self.runner.join(" "));
             s.push('`');
         }
+        if !self.extra_args.is_empty() {
+            s.push_str(" with `");
+            s.push_str(&self.extra_args.join(" "));
+            s.push('`');
+        }
         s
     }
 
-    /// The harness's launcher for this binary (through the runner, if any).
+    /// The harness's launcher for this binary (through the runner, if any, with the extra
+    /// arguments).
     pub fn launch(&self) -> Launch {
-        Launch::new(&self.program).runner(&self.runner)
+        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        Launch::new(&self.program).runner(&self.runner).args(&extra)
     }
 
     /// [`crate::daemon::run_to_exit`] for this binary (through the runner, if any).
     pub fn run_to_exit(&self, args: &[&str], timeout: Duration) -> Output {
         run_to_exit_via(&self.runner, &self.program, args, timeout)
     }
+}
+
+/// The whitespace-separated words of the variable `var` (unset: none). Set but empty, or
+/// not UTF-8, is an error.
+fn words(var: &str, value: Option<OsString>) -> Result<Vec<String>, BinaryError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let value = value
+        .into_string()
+        .map_err(|_not_utf8| BinaryError::NotUnicode {
+            var: var.to_owned(),
+        })?;
+    let words: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+    if words.is_empty() {
+        return Err(BinaryError::Empty {
+            var: var.to_owned(),
+        });
+    }
+    Ok(words)
 }
 
 /// The string value of `"key"` in a flat JSON object such as a QEMU vhost-user capability
@@ -182,6 +202,15 @@ mod tests {
         let out = b.run_to_exit(&[], Duration::from_secs(5));
         assert_eq!(out.stdout, b"through-runner\n");
         let err = DaemonBinary::from_values("X_BIN", None, Some(" ".into()), "/ws/d").unwrap_err();
+        assert!(matches!(err, BinaryError::Empty { .. }), "{err}");
+    }
+
+    #[test]
+    fn extra_args_are_words() {
+        assert!(words("X_ARGS", None).unwrap().is_empty());
+        let w = words("X_ARGS", Some(" --seccomp  none ".into())).unwrap();
+        assert_eq!(w, ["--seccomp", "none"]);
+        let err = words("X_ARGS", Some("".into())).unwrap_err();
         assert!(matches!(err, BinaryError::Empty { .. }), "{err}");
     }
 

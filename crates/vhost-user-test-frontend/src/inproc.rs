@@ -16,7 +16,8 @@ use vhost_user_backend::{VringRwLock, VringT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use crate::{Error, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
+use crate::layout::RingLayout;
+use crate::{Desc, Error, TestQueue};
 
 // ---- a global allocator that counts the allocations of the thread that asks ----
 
@@ -114,16 +115,6 @@ pub struct Rings {
     pub data: u64,
 }
 
-/// `base + index * stride + offset`, or [`Error::AddressOverflow`].
-fn addr(base: u64, index: u64, stride: u64, offset: u64) -> Result<GuestAddress, Error> {
-    index
-        .checked_mul(stride)
-        .and_then(|x| x.checked_add(base))
-        .and_then(|x| x.checked_add(offset))
-        .map(GuestAddress)
-        .ok_or(Error::AddressOverflow)
-}
-
 /// Sets up the backend's side of a queue at `rings` as the vhost-user handshake would:
 /// addresses, size, EVENT_IDX, ready and enabled, and a real call eventfd (so that signalling
 /// the guest is part of what a test measures). Returns the vring and the driver's end of
@@ -159,97 +150,83 @@ pub enum Buf<'a> {
     In(u32),
 }
 
-/// The driver side of one split virtqueue, written straight into guest memory. Each
-/// descriptor slot has its own buffer in the data area, so a chain's buffers stay valid
-/// until its slots are reused, `size` descriptors later.
+/// The driver side of one split virtqueue in process: the crate's one ring driver
+/// ([`TestQueue`]) at the addresses of `rings`, with no socket. Device-writable buffers are
+/// poisoned with `0xee` before posting, so a byte the device did not write shows.
 #[derive(Debug)]
 pub struct RingDriver {
-    mem: GuestMemoryMmap,
-    rings: Rings,
-    next_desc: u16,
-    avail_idx: u16,
-    used_seen: u16,
+    queue: TestQueue,
 }
 
 impl RingDriver {
-    /// The driver of the queue at `rings` in `mem`, nothing posted yet.
-    pub fn new(mem: GuestMemoryMmap, rings: Rings) -> Self {
-        RingDriver {
+    /// The driver of the queue at `rings` in `mem`, nothing posted yet; buffers come from
+    /// `rings.data` ([`BUFFER_STRIDE`] bytes per entry).
+    pub fn new(mem: GuestMemoryMmap, rings: Rings) -> Result<Self, Error> {
+        let n = u64::from(rings.size);
+        let used_len = n
+            .checked_mul(8)
+            .and_then(|b| b.checked_add(6))
+            .ok_or(Error::AddressOverflow)?;
+        let layout = RingLayout {
+            desc: rings.desc,
+            avail: rings.avail,
+            used: rings.used,
+            end: rings
+                .used
+                .checked_add(used_len)
+                .ok_or(Error::AddressOverflow)?,
+        };
+        let data_len = n.checked_mul(BUFFER_STRIDE).ok_or(Error::AddressOverflow)?;
+        let kick = EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?;
+        let call = EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?;
+        // EVENT_IDX on the driver side only re-arms `used_event`: harmless without it.
+        let mut queue = TestQueue::new(
+            0,
             mem,
-            rings,
-            next_desc: 0,
-            avail_idx: 0,
-            used_seen: 0,
-        }
-    }
-
-    /// `i` modulo the queue size.
-    fn wrap(&self, i: u16) -> u16 {
-        i.checked_rem(self.rings.size).unwrap_or(0)
+            rings.size,
+            layout,
+            (
+                rings.data,
+                rings
+                    .data
+                    .checked_add(data_len)
+                    .ok_or(Error::AddressOverflow)?,
+            ),
+            kick,
+            call,
+            true,
+        );
+        queue.poison_writable(0xee);
+        Ok(RingDriver { queue })
     }
 
     /// Posts one chain (without a kick: the test calls the backend itself); returns its
     /// head and the guest addresses of its writable buffers.
     pub fn post(&mut self, bufs: &[Buf<'_>]) -> Result<(u16, Vec<u64>), Error> {
-        let r = self.rings;
-        let mut writable = Vec::new();
-        let head = self.wrap(self.next_desc);
-        for (i, b) in bufs.iter().enumerate() {
-            let slot = self.wrap(self.next_desc);
-            self.next_desc = self.next_desc.wrapping_add(1);
-            let at = addr(r.data, u64::from(slot), BUFFER_STRIDE, 0)?;
-            let (len, mut flags) = match *b {
-                Buf::Out(bytes) => (u32::try_from(bytes.len())?, 0),
-                Buf::In(n) => (n, VIRTQ_DESC_F_WRITE),
-            };
-            if u64::from(len) > BUFFER_STRIDE {
-                return Err(Error::OutOfBufferSpace(len));
-            }
-            match *b {
-                Buf::Out(bytes) => self.mem.write_slice(bytes, at)?,
-                Buf::In(n) => {
-                    self.mem.write_slice(&vec![0xee; usize::try_from(n)?], at)?;
-                    writable.push(at.0);
-                }
-            }
-            if i.checked_add(1).is_some_and(|n| n < bufs.len()) {
-                flags |= VIRTQ_DESC_F_NEXT;
-            }
-            let next = self.wrap(self.next_desc);
-            let d = u64::from(slot);
-            self.mem.write_obj(at.0, addr(r.desc, d, 16, 0)?)?;
-            self.mem.write_obj(len, addr(r.desc, d, 16, 8)?)?;
-            self.mem.write_obj(flags, addr(r.desc, d, 16, 12)?)?;
-            self.mem.write_obj(next, addr(r.desc, d, 16, 14)?)?;
-        }
-        let ring_slot = u64::from(self.wrap(self.avail_idx));
-        self.mem.write_obj(head, addr(r.avail, ring_slot, 2, 4)?)?;
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(self.avail_idx, addr(r.avail, 0, 0, 2)?)?;
+        let descs: Vec<Desc> = bufs
+            .iter()
+            .map(|b| match *b {
+                Buf::Out(bytes) => Desc::Out(bytes.to_vec()),
+                Buf::In(n) => Desc::In(n),
+            })
+            .collect();
+        let head = self.queue.post(&descs, false)?;
+        let writable = self.queue.writable_addrs(head);
         Ok((head, writable))
     }
 
     /// Every used element not yet seen, as (id, len). Re-arms the queue afterwards, as a
     /// driver does after consuming (with EVENT_IDX, the next completion is signalled).
     pub fn used(&mut self) -> Result<Vec<(u32, u32)>, Error> {
-        let r = self.rings;
-        let idx: u16 = self.mem.read_obj(addr(r.used, 0, 0, 2)?)?;
         let mut out = Vec::new();
-        while self.used_seen != idx {
-            let elem = u64::from(self.wrap(self.used_seen));
-            let id: u32 = self.mem.read_obj(addr(r.used, elem, 8, 4)?)?;
-            let len: u32 = self.mem.read_obj(addr(r.used, elem, 8, 8)?)?;
-            out.push((id, len));
-            self.used_seen = self.used_seen.wrapping_add(1);
+        while let Some(c) = self.queue.used_now()? {
+            out.push((u32::from(c.head), c.used_len));
         }
-        self.mem
-            .write_obj(self.used_seen, addr(r.avail, u64::from(r.size), 2, 4)?)?;
         Ok(out)
     }
 
     /// The byte at guest address `at`.
     pub fn byte(&self, at: u64) -> Result<u8, Error> {
-        Ok(self.mem.read_obj(GuestAddress(at))?)
+        Ok(self.queue.memory().read_obj(GuestAddress(at))?)
     }
 }

@@ -78,6 +78,8 @@ pub struct TestQueue {
     pool: BufferPool,
     /// Next value of the avail ring's `idx`.
     next_avail: u16,
+    /// Byte written into device-writable buffers before posting.
+    poison: u8,
     /// While set, posted chains are written into the avail ring but `idx` is only
     /// published by [`TestQueue::flush`], so the device sees a batch all at once.
     holding: bool,
@@ -115,6 +117,7 @@ impl TestQueue {
             slots: DescSlots::new(size),
             pool: BufferPool::new(data.0, data.1),
             next_avail: 0,
+            poison: 0,
             holding: false,
             last_used: 0,
             event_idx,
@@ -128,6 +131,29 @@ impl TestQueue {
     /// SET_VRING_KICK); returns the old one.
     pub(crate) fn replace_kick(&mut self, kick: EventFd) -> EventFd {
         std::mem::replace(&mut self.kick, kick)
+    }
+
+    /// Fills device-writable buffers with `byte` (instead of 0) before posting them.
+    pub(crate) fn poison_writable(&mut self, byte: u8) {
+        self.poison = byte;
+    }
+
+    /// The guest addresses of the device-writable buffers of the in-flight chain `head`.
+    pub(crate) fn writable_addrs(&self, head: u16) -> Vec<u64> {
+        self.inflight
+            .get(&head)
+            .map(|c| c.writable.iter().map(|&(at, _)| at).collect())
+            .unwrap_or_default()
+    }
+
+    /// The next used element, if any, without waiting; unlike [`TestQueue::try_used`] an
+    /// inconsistent used ring is an error.
+    pub(crate) fn used_now(&mut self) -> Result<Option<Completion>, Error> {
+        let next = match self.pending.pop_front() {
+            Some(entry) => Some(entry),
+            None => self.read_used()?,
+        };
+        Ok(next.map(|entry| self.deliver(entry)))
     }
 
     pub(crate) fn kick_fd(&self) -> std::os::fd::RawFd {
@@ -277,8 +303,8 @@ impl TestQueue {
             match d {
                 Desc::Out(bytes) => self.mem.write_slice(bytes, GuestAddress(at))?,
                 Desc::In(len) => {
-                    let zeros = vec![0u8; usize::try_from(*len)?];
-                    self.mem.write_slice(&zeros, GuestAddress(at))?;
+                    let fill = vec![self.poison; usize::try_from(*len)?];
+                    self.mem.write_slice(&fill, GuestAddress(at))?;
                     writable.push((at, *len));
                 }
             }
