@@ -158,8 +158,8 @@ for a in "${ARCHES[@]}"; do
         grep -q 'deb-systemd-invoke stop' "$x/DEBIAN/prerm" || die "$f: prerm does not stop the units on removal"
         grep -qF '[ "$1" = remove ]' "$x/DEBIAN/prerm" || die "$f: prerm stops units on upgrade, not only on removal"
 
-        zcat "$x/root/usr/share/man/man1/$p.1.gz" | grep -q "^\.TH $p 1" || die "$f: man page has no .TH $p 1"
-        zcat "$x/root/usr/share/doc/$p/changelog.Debian.gz" | head -1 | grep -qF "$p ($VERSION)" \
+        grep -q "^\.TH $p 1" <<<"$(zcat "$x/root/usr/share/man/man1/$p.1.gz")" || die "$f: man page has no .TH $p 1"
+        head -1 <<<"$(zcat "$x/root/usr/share/doc/$p/changelog.Debian.gz")" | grep -qF "$p ($VERSION)" \
             || die "$f: changelog does not start with $p ($VERSION)"
         while read -r crate; do
             grep -qw -- "$crate" "$x/root/usr/share/doc/$p/copyright" \

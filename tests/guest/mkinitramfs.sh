@@ -62,8 +62,11 @@ while read -r applet; do
     mkdir -p "$ROOT/$(dirname "$applet")"
     ln -s /bin/busybox "$ROOT/$applet"
 done < <("$BB" --list-full)
+# The list is read once: `busybox --list | grep -q` fails under pipefail when grep stops
+# reading before busybox has written its last line (SIGPIPE).
+applets="$("$BB" --list)"
 for a in i2cdetect i2cget i2cset i2ctransfer hwclock insmod mount reboot sh; do
-    "$BB" --list | grep -qx "$a" || die "busybox lacks the applet $a"
+    grep -qx "$a" <<<"$applets" || die "busybox lacks the applet $a"
 done
 
 # gpiod tools.

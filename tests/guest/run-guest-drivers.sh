@@ -56,7 +56,8 @@ expect_trace() {
     local name="$1" daemon="$2" p missing=()
     shift 2
     for p in "$@"; do
-        grep 'vhost_device_trace' "$LOG_DIR/$daemon-daemon.log" | grep -qE "$p" || missing+=("$p")
+        # One grep, no pipe: with pipefail, `grep | grep -q` fails when -q stops reading early.
+        grep -qE -- "vhost_device_trace$p" "$LOG_DIR/$daemon-daemon.log" || missing+=("$p")
     done
     if ((${#missing[@]} == 0)); then
         pass "$SUITE.host.$name"
