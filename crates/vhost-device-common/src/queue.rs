@@ -13,7 +13,7 @@
 //!   vring lock is never held for ever by a driver that keeps posting.
 
 use std::num::Wrapping;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, RwLockWriteGuard};
 
@@ -262,14 +262,10 @@ impl WorkerExitEvents {
     pub fn create(&self) -> Option<(EventConsumer, EventNotifier)> {
         match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
             Ok((consumer, notifier)) => {
-                // Re-wrap through a raw descriptor to learn its number.
-                let raw = consumer.into_raw_fd();
                 self.consumers
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .push(raw);
-                // SAFETY: `raw` came from `into_raw_fd` just above and is owned by nobody else.
-                let consumer = unsafe { EventConsumer::from_raw_fd(raw) };
+                    .push(consumer.as_raw_fd());
                 Some((consumer, notifier))
             }
             Err(e) => {

@@ -4,7 +4,6 @@
 //! Formatting happens only when tracing is on; the request path pays one branch otherwise.
 
 use std::fmt;
-use std::io;
 
 use log::info;
 use vhost_device_common::logging::TRACE;
@@ -61,14 +60,10 @@ fn reason(e: &RouteError) -> String {
         {
             "no acknowledge".to_owned()
         }
-        RouteError::Exec(ExecError::Adapter(AdapterError::Io(io))) => io_reason(io),
+        RouteError::Exec(ExecError::Adapter(AdapterError::Io(io))) => io.to_string(),
         RouteError::Exec(ExecError::Unsupported(e)) => format!("not supported: {e}"),
         RouteError::SpansAdapters => "group spans adapters".to_owned(),
     }
-}
-
-fn io_reason(e: &io::Error) -> String {
-    e.to_string()
 }
 
 impl fmt::Display for Outcome<'_, '_> {
