@@ -120,11 +120,44 @@ pub fn enter(
     device: &DeviceSyscalls,
     sockets: &[BoundSocket],
 ) -> Result<(), SandboxError> {
+    settle_libc();
     confine(config, device, sockets)?;
     #[cfg(feature = "sandbox-test-trigger")]
     test_trigger::run();
     Ok(())
 }
+
+/// Makes libc decide now, before the sandbox, what it would otherwise find out later from
+/// the filesystem (see docs/ARCHITECTURE.md, "Sandbox", "libc after the sandbox").
+///
+/// glibc's malloc creates another arena when threads contend for one, and once it has more
+/// than `M_ARENA_TEST` (8 on 64-bit) it computes its arena limit from the number of online
+/// CPUs, read from `/sys/devices/system/cpu/online` (glibc 2.36). With a few busy guests
+/// that first happens long after the sandbox is in place. Fixing the limit here with
+/// `M_ARENA_MAX` means glibc never asks: one arena per CPU the daemon may run on (the
+/// request path allocates nothing, so arenas only serve connection set-up and need not
+/// scale further; glibc's default of 8 per CPU would only add memory). Done in every
+/// sandbox mode, so the daemon's memory behaves the same confined or not. Other libcs do
+/// not read the filesystem here; there is nothing to settle.
+fn settle_libc() {
+    #[cfg(target_env = "gnu")]
+    {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let arenas = libc::c_int::try_from(cpus.clamp(1, MAX_ARENAS)).unwrap_or(1);
+        // SAFETY: mallopt takes two integers and only changes the allocator's parameters;
+        // no thread allocates concurrently (the serve loop has not started any).
+        let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+        if ok == 1 {
+            log::debug!("malloc: at most {arenas} arenas");
+        } else {
+            log::warn!("malloc: cannot fix the arena count (mallopt refused M_ARENA_MAX)");
+        }
+    }
+}
+
+/// The most malloc arenas [`settle_libc`] allows, however many CPUs there are.
+#[cfg(target_env = "gnu")]
+const MAX_ARENAS: usize = 8;
 
 fn confine(
     config: &SandboxConfig,
@@ -155,9 +188,15 @@ fn confine(
     match action {
         Some(action) => {
             let filter = build_filter(device, action)?;
+            let refusals = build_refusals()?;
+            // Two filters: the kernel runs both and takes the stricter answer, so an open
+            // (allowed by the allowlist) gets EACCES from the refusals, and every call off
+            // the allowlist still gets `action`. The refusals go first: once the allowlist
+            // is in place, seccomp(2) itself is refused.
+            seccompiler::apply_filter_all_threads(&refusals).map_err(SandboxError::SeccompApply)?;
             seccompiler::apply_filter_all_threads(&filter).map_err(SandboxError::SeccompApply)?;
             info!(
-                "sandbox: no_new_privs, no capabilities, seccomp ({:?} on other calls; {} syscalls, {} ioctls allowed)",
+                "sandbox: no_new_privs, no capabilities, seccomp ({:?} on other calls; {} syscalls, {} ioctls allowed; file opens refused with EACCES)",
                 config.seccomp,
                 allowed_syscalls().len().saturating_add(5),
                 device.ioctls.len().saturating_add(COMMON_IOCTLS.len())
@@ -454,6 +493,19 @@ const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     writev,
 );
 
+/// File opens: answered with EACCES, never run, never fatal. A daemon opens nothing once
+/// it serves, but libc does on paths of its own, and handles a refusal: glibc's malloc reads
+/// `/sys/devices/system/cpu/online` (arena limit, settled beforehand by [`settle_libc`])
+/// and `/proc/sys/vm/overcommit_memory` (whether a shrinking heap may be unmapped: it then
+/// keeps it mapped); `sysconf` and Rust's `available_parallelism` fall back to
+/// `sched_getaffinity`. EACCES is also what Landlock answers, so a kernel without Landlock
+/// behaves the same. A kill would turn a libc detail into the death of every guest's
+/// device.
+#[cfg(target_arch = "x86_64")]
+const REFUSED_OPENS: &[libc::c_long] = &[libc::SYS_open, libc::SYS_openat, libc::SYS_openat2];
+#[cfg(not(target_arch = "x86_64"))]
+const REFUSED_OPENS: &[libc::c_long] = &[libc::SYS_openat, libc::SYS_openat2];
+
 /// fcntl commands: F_DUPFD_CLOEXEC, F_GETFD and F_GETFL (seen: fd clones, the frontend fd
 /// checks), F_SETFD, and F_SETFL (making a blocking frontend eventfd non-blocking).
 const FCNTL_COMMANDS: &[u64] = &[
@@ -490,8 +542,13 @@ fn build_filter(
     device: &DeviceSyscalls,
     mismatch: SeccompAction,
 ) -> Result<BpfProgram, SandboxError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ALLOWED.iter().map(|&(_, nr)| (nr, Vec::new())).collect();
+    // The opens pass this filter; the refusal filter answers them (see REFUSED_OPENS).
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
+        .iter()
+        .map(|&(_, nr)| nr)
+        .chain(REFUSED_OPENS.iter().copied())
+        .map(|nr| (nr, Vec::new()))
+        .collect();
     let ioctl_rules = COMMON_IOCTLS
         .iter()
         .chain(device.ioctls)
@@ -527,6 +584,22 @@ fn build_filter(
     rules.insert(libc::SYS_prctl, vec![prctl_name]);
     let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, target_arch())
         .map_err(SandboxError::SeccompBuild)?;
+    BpfProgram::try_from(filter).map_err(SandboxError::SeccompBuild)
+}
+
+/// The second filter: [`REFUSED_OPENS`] answered with EACCES, everything else passed on to
+/// the allowlist's verdict.
+fn build_refusals() -> Result<BpfProgram, SandboxError> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        REFUSED_OPENS.iter().map(|&nr| (nr, Vec::new())).collect();
+    let errno = u32::try_from(libc::EACCES).unwrap_or(1);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno),
+        target_arch(),
+    )
+    .map_err(SandboxError::SeccompBuild)?;
     BpfProgram::try_from(filter).map_err(SandboxError::SeccompBuild)
 }
 

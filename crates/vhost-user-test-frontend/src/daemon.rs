@@ -276,6 +276,11 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no socket {index}: {:?}", self.sockets))
     }
 
+    /// The paths of all its sockets, in index order.
+    pub fn sockets(&self) -> &[PathBuf] {
+        &self.sockets
+    }
+
     /// The private directory holding the sockets and the log.
     pub fn dir(&self) -> &Path {
         self.dir.as_path()

@@ -34,6 +34,7 @@ pub mod guest_script;
 pub mod hostile;
 pub mod inproc;
 mod layout;
+pub mod load;
 mod poll;
 mod queue;
 pub mod raw;

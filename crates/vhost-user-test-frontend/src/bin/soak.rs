@@ -3,15 +3,19 @@
 //!
 //! ```text
 //! cargo run --release -p vhost-user-test-frontend --bin soak -- \
-//!     --daemon target/release/vhost-device-i2c --kind i2c
+//!     --daemon target/release/vhost-device-i2c --kind i2c [--sockets 8]
 //! cargo run --release -p vhost-user-test-frontend --bin soak -- \
-//!     --daemon target/release/vhost-device-gpio --kind gpio
+//!     --daemon target/release/vhost-device-gpio --kind gpio [--sockets 8]
 //! ```
 //!
-//! The daemon is started with a simulated device (`--simulate 24c02@0x50` or `-l s8`) on a
-//! socket in a temporary directory. After a warm-up (one connection with 10,000 requests,
+//! The daemon is started with a simulated device (`--simulate 24c02@0x50`, or `-l s8` per
+//! socket) on `--sockets N` sockets (default 1, `-c N`) in a temporary directory; every
+//! phase below runs on all of them at once, one guest per socket, the requests and
+//! reconnects shared out between them (the request stream is the library's `load`
+//! module's). After a warm-up (one connection with 10,000 requests,
 //! 20 reconnects) the baseline is taken: `VmRSS` from `/proc/PID/status` and the entries of
-//! `/proc/PID/fd`, read while a fresh connection is up and has answered a request (a state
+//! `/proc/PID/fd`, read while a fresh connection on every socket is up and has answered a
+//! request (a state
 //! that is the same every time; a daemon between connections is mid-teardown for a while). Then one connection sends `--requests` requests (default 1,000,000) in
 //! batches, and `--reconnects` connections (default 1,000) each do the handshake, one
 //! request, and disconnect. Every answer is checked. The process fails (exit 1) if the
@@ -21,20 +25,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use vhost_user_test_frontend::{Desc, FrontendOptions, TestFrontend};
+use vhost_user_test_frontend::load::{self, Guest, Kind, Usage};
 use vmm_sys_util::tempdir::TempDir;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
 /// Chains posted before one kick.
 const BATCH: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    I2c,
-    Gpio,
-}
 
 #[derive(Debug)]
 struct Options {
@@ -44,12 +41,13 @@ struct Options {
     reconnects: u64,
     rss_tolerance_kib: u64,
     fd_tolerance: u64,
+    sockets: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum SoakError {
     #[error(
-        "usage: soak --daemon PATH --kind i2c|gpio [--requests N] [--reconnects N] [--rss-tolerance-kib N] [--fd-tolerance N] ({0})"
+        "usage: soak --daemon PATH --kind i2c|gpio [--sockets N] [--requests N] [--reconnects N] [--rss-tolerance-kib N] [--fd-tolerance N] ({0})"
     )]
     Usage(String),
     #[error("cannot start {path}")]
@@ -64,14 +62,12 @@ enum SoakError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no VmRSS line in /proc/{0}/status")]
-    NoRss(u32),
     #[error("the daemon exited: {0}")]
     Exited(std::process::ExitStatus),
-    #[error("frontend")]
-    Frontend(#[from] vhost_user_test_frontend::Error),
-    #[error("request {index}: {what}")]
-    BadAnswer { index: u64, what: String },
+    #[error("load")]
+    Load(#[from] load::LoadError),
+    #[error("a load thread panicked")]
+    Panicked,
     #[error("cannot create the socket directory")]
     TempDir(#[source] vmm_sys_util::errno::Error),
 }
@@ -87,6 +83,7 @@ fn parse_args() -> Result<Options, SoakError> {
         reconnects: 1_000,
         rss_tolerance_kib: 1024,
         fd_tolerance: 0,
+        sockets: 1,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -100,11 +97,16 @@ fn parse_args() -> Result<Options, SoakError> {
         match flag.as_str() {
             "--daemon" => daemon = Some(PathBuf::from(&value)),
             "--kind" => {
-                kind = Some(match value.as_str() {
-                    "i2c" => Kind::I2c,
-                    "gpio" => Kind::Gpio,
-                    other => return Err(SoakError::Usage(format!("unknown kind {other}"))),
-                })
+                kind = Some(
+                    Kind::parse(&value)
+                        .ok_or_else(|| SoakError::Usage(format!("unknown kind {value}")))?,
+                )
+            }
+            "--sockets" => {
+                o.sockets = usize::try_from(number()?)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| SoakError::Usage(format!("--sockets {value}")))?
             }
             "--requests" => o.requests = number()?,
             "--reconnects" => o.reconnects = number()?,
@@ -121,7 +123,7 @@ fn parse_args() -> Result<Options, SoakError> {
 /// The daemon under test; killed when dropped.
 struct Daemon {
     child: Child,
-    socket: PathBuf,
+    sockets: Vec<PathBuf>,
     _dir: TempDir,
 }
 
@@ -129,13 +131,15 @@ impl Daemon {
     fn start(o: &Options) -> Result<Self, SoakError> {
         let dir = TempDir::new_with_prefix("/tmp/soak-").map_err(SoakError::TempDir)?;
         let base = dir.as_path().join("dev.sock");
-        let device: &[&str] = match o.kind {
-            Kind::I2c => &["--simulate", "24c02@0x50"],
-            Kind::Gpio => &["-l", "s8"],
+        let device = match o.kind {
+            Kind::I2c => vec!["--simulate".to_owned(), "24c02@0x50".to_owned()],
+            Kind::Gpio => vec!["-l".to_owned(), vec!["s8"; o.sockets].join(":")],
         };
         let child = Command::new(&o.daemon)
             .arg("-s")
             .arg(&base)
+            .arg("-c")
+            .arg(o.sockets.to_string())
             .args(device)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -145,17 +149,26 @@ impl Daemon {
                 path: o.daemon.clone(),
                 source,
             })?;
-        let mut socket = base.into_os_string();
-        socket.push("0");
+        let sockets = (0..o.sockets)
+            .map(|i| {
+                let mut socket = base.clone().into_os_string();
+                socket.push(i.to_string());
+                PathBuf::from(socket)
+            })
+            .collect();
         Ok(Daemon {
             child,
-            socket: socket.into(),
+            sockets,
             _dir: dir,
         })
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn index_of(&self, socket: &Path) -> usize {
+        self.sockets.iter().position(|s| s == socket).unwrap_or(0)
     }
 
     fn alive(&mut self) -> Result<(), SoakError> {
@@ -173,175 +186,77 @@ impl Drop for Daemon {
     }
 }
 
-/// Resident memory (KiB) and open descriptors of `pid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Usage {
-    rss_kib: u64,
-    fds: u64,
-}
-
-fn usage(pid: u32) -> Result<Usage, SoakError> {
-    let proc_err = |source| SoakError::Proc { pid, source };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(proc_err)?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or(SoakError::NoRss(pid))?;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map_err(proc_err)?
-        .count();
-    Ok(Usage {
-        rss_kib,
-        fds: u64::try_from(fds).unwrap_or(u64::MAX),
-    })
-}
-
-/// Usage in a state that is the same every time: a fresh connection, handshake done, one
-/// request answered. (The serve loop runs one connection per socket at a time, so the
-/// previous connection is torn down by then; an idle daemon is mid-teardown for a while.)
+/// Usage in a state that is the same every time: a fresh connection on every socket,
+/// handshake done, one request answered. (The serve loop runs one connection per socket at
+/// a time, so the previous connections are torn down by then; an idle daemon is
+/// mid-teardown for a while.)
 fn probe(d: &Daemon, kind: Kind) -> Result<Usage, SoakError> {
-    let mut fe = connect(d, kind)?;
-    requests(&mut fe, kind, 0, 2)?;
-    let u = usage(d.pid())?;
-    fe.disconnect();
+    let mut guests = Vec::with_capacity(d.sockets.len());
+    for s in &d.sockets {
+        let mut g = Guest::connect(s, kind)?;
+        g.requests(0, 2, 2)?;
+        guests.push(g);
+    }
+    let pid = d.pid();
+    let u = load::usage(pid).map_err(|source| SoakError::Proc { pid, source })?;
+    for g in guests {
+        g.disconnect();
+    }
     Ok(u)
 }
 
-fn options(kind: Kind) -> FrontendOptions {
-    FrontendOptions {
-        num_queues: match kind {
-            Kind::I2c => 1,
-            Kind::Gpio => 2,
-        },
-        queue_size: 256,
-        mem_size: 1 << 20,
-        ..FrontendOptions::default()
-    }
+/// Runs `work(guest_index, socket)` on every socket at once, one thread each.
+fn on_every_socket(
+    d: &Daemon,
+    work: impl Fn(&Path) -> Result<(), SoakError> + Sync,
+) -> Result<(), SoakError> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = d.sockets.iter().map(|s| scope.spawn(|| work(s))).collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or(Err(SoakError::Panicked)))
+            .collect::<Result<Vec<()>, _>>()
+            .map(drop)
+    })
 }
 
-/// virtio-i2c request header for the EEPROM at 0x50 (`addr << 1`, flags: bit 1 = read).
-fn i2c_header(read: bool) -> Vec<u8> {
-    let mut h = vec![0xa0, 0, 0, 0];
-    h.extend_from_slice(&u32::from(read).wrapping_shl(1).to_le_bytes());
-    h
+/// `total` shared out between `n` guests (the first ones take the remainder).
+fn share(total: u64, n: usize, socket_index: usize) -> u64 {
+    let n = std::num::NonZeroU64::new(u64::try_from(n).unwrap_or(1))
+        .unwrap_or(std::num::NonZeroU64::MIN);
+    let i = u64::try_from(socket_index).unwrap_or(0);
+    (total / n).saturating_add(u64::from(i < total % n))
 }
 
-/// virtio-gpio request `{ le16 type; le16 gpio; le32 value }`.
-fn gpio_request(msg_type: u16, line: u16, value: u32) -> Vec<u8> {
-    let mut r = msg_type.to_le_bytes().to_vec();
-    r.extend_from_slice(&line.to_le_bytes());
-    r.extend_from_slice(&value.to_le_bytes());
-    r
-}
-
-const GPIO_SET_DIRECTION: u16 = 3;
-const GPIO_GET_VALUE: u16 = 4;
-const GPIO_SET_VALUE: u16 = 5;
-
-/// Request `index` of the soak and the bytes its answer must have (status, then data).
-fn request(kind: Kind, index: u64) -> (Vec<Desc>, Vec<u8>) {
-    let odd = index % 2 == 1;
-    let byte = u8::try_from(index % 251).unwrap_or(0);
-    match kind {
-        // Even: write `byte` at EEPROM offset 0x10. Odd: read one byte at the current
-        // pointer (any value), status OK.
-        Kind::I2c if !odd => (
-            vec![
-                Desc::Out(i2c_header(false)),
-                Desc::Out(vec![0x10, byte]),
-                Desc::In(1),
-            ],
-            vec![0],
-        ),
-        Kind::I2c => (
-            vec![Desc::Out(i2c_header(true)), Desc::In(1), Desc::In(1)],
-            vec![0],
-        ),
-        // Even: drive line 0 (an output) to the index's low bit... alternating levels.
-        // Odd: read line 1, wired to line 0 in the simulator: it reads what 0 drives.
-        Kind::Gpio if !odd => (
-            vec![
-                Desc::Out(gpio_request(
-                    GPIO_SET_VALUE,
-                    0,
-                    u32::from(index.is_multiple_of(4)),
-                )),
-                Desc::In(2),
-            ],
-            vec![0, 0],
-        ),
-        Kind::Gpio => (
-            vec![Desc::Out(gpio_request(GPIO_GET_VALUE, 1, 0)), Desc::In(2)],
-            vec![0, u8::from(index % 4 == 1)],
-        ),
-    }
-}
-
-/// Checks a completion's status (and for GPIO the value) against `want`.
-fn check(index: u64, written: &[Vec<u8>], want: &[u8]) -> Result<(), SoakError> {
-    let got: Vec<u8> = written.iter().flatten().copied().collect();
-    // The status byte is the last writable byte for I2C, the first for GPIO.
-    let ok = match want.len() {
-        1 => got.last() == want.first(),
-        _ => got == want,
-    };
-    if ok {
+/// Sends `count` requests on one connection per socket, `count` shared out between them.
+fn requests(d: &Daemon, kind: Kind, count: u64) -> Result<(), SoakError> {
+    on_every_socket(d, |s| {
+        let mut g = Guest::connect(s, kind)?;
+        g.requests(0, share(count, d.sockets.len(), d.index_of(s)), BATCH)?;
+        g.disconnect();
         Ok(())
-    } else {
-        Err(SoakError::BadAnswer {
-            index,
-            what: format!("answer {got:?}, expected {want:?}"),
-        })
-    }
+    })
 }
 
-/// Sends `count` requests on `fe` in batches of [`BATCH`], checking every answer.
-fn requests(fe: &mut TestFrontend, kind: Kind, first: u64, count: u64) -> Result<(), SoakError> {
-    let q = fe.queue(0);
-    let mut index = first;
-    let end = first.saturating_add(count);
-    while index < end {
-        let n = end.saturating_sub(index).min(BATCH as u64);
-        let mut heads = Vec::with_capacity(BATCH);
-        for i in index..index.saturating_add(n) {
-            let (descs, want) = request(kind, i);
-            heads.push((q.post(&descs, true)?, i, want));
-        }
-        q.kick()?;
-        for (head, i, want) in heads {
-            let c = q.wait_head(head, TIMEOUT)?;
-            check(i, &c.written, &want)?;
-        }
-        index = index.saturating_add(n);
-    }
-    Ok(())
-}
-
-fn connect(d: &Daemon, kind: Kind) -> Result<TestFrontend, SoakError> {
-    let mut fe = TestFrontend::connect(&d.socket, options(kind))?;
-    if kind == Kind::Gpio {
-        let c = fe.queue(0).transact(
-            &[
-                Desc::Out(gpio_request(GPIO_SET_DIRECTION, 0, 1)),
-                Desc::In(2),
-            ],
-            true,
-            TIMEOUT,
-        )?;
-        check(0, &c.written, &[0, 0])?;
-    }
-    Ok(fe)
-}
-
+/// `count` connections shared out between the sockets, each doing the handshake and two
+/// requests.
 fn reconnects(d: &mut Daemon, kind: Kind, count: u64) -> Result<(), SoakError> {
-    for i in 0..count {
-        let mut fe = connect(d, kind)?;
-        requests(&mut fe, kind, i.saturating_mul(2), 2)?;
-        fe.disconnect();
-        if i % 100 == 0 {
-            d.alive()?;
-        }
+    let per_round = u64::try_from(d.sockets.len()).unwrap_or(1).max(1);
+    let mut done = 0;
+    while done < count {
+        let this_round = count
+            .saturating_sub(done)
+            .min(per_round.saturating_mul(100));
+        on_every_socket(d, |s| {
+            for _ in 0..share(this_round, d.sockets.len(), d.index_of(s)) {
+                let mut g = Guest::connect(s, kind)?;
+                g.requests(0, 2, 2)?;
+                g.disconnect();
+            }
+            Ok(())
+        })?;
+        done = done.saturating_add(this_round);
+        d.alive()?;
     }
     Ok(())
 }
@@ -352,16 +267,12 @@ fn soak(o: &Options) -> Result<bool, SoakError> {
     let started = Instant::now();
     // Warm-up: whatever is allocated once (thread stacks, allocator arenas, lazy statics).
     let first = probe(&d, o.kind)?;
-    let mut fe = connect(&d, o.kind)?;
-    requests(&mut fe, o.kind, 0, 10_000)?;
-    fe.disconnect();
+    requests(&d, o.kind, 10_000)?;
     reconnects(&mut d, o.kind, 20)?;
     let before = probe(&d, o.kind)?;
 
     let t = Instant::now();
-    let mut fe = connect(&d, o.kind)?;
-    requests(&mut fe, o.kind, 0, o.requests)?;
-    fe.disconnect();
+    requests(&d, o.kind, o.requests)?;
     let request_time = t.elapsed();
     d.alive()?;
     let after_requests = probe(&d, o.kind)?;
@@ -374,11 +285,12 @@ fn soak(o: &Options) -> Result<bool, SoakError> {
 
     let name = o.daemon.file_name().map(Path::new).unwrap_or(&o.daemon);
     println!(
-        "{} (pid {pid}), {:?} in all",
+        "{} (pid {pid}, {} socket(s), one busy guest each), {:?} in all",
         name.display(),
+        o.sockets,
         started.elapsed()
     );
-    println!("measured with one fresh connection that answered a request");
+    println!("measured with a fresh connection on every socket that answered a request");
     println!("                        VmRSS (KiB)   open fds");
     let row = |label: &str, u: Usage| println!("{label:<24}{:>11}{:>11}", u.rss_kib, u.fds);
     row("first connection", first);
