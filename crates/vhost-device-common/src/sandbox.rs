@@ -610,6 +610,8 @@ fn build_refusals() -> Result<BpfProgram, SandboxError> {
 mod test_trigger {
     /// `socket`: a thread started after the sandbox calls socket(AF_INET) (seccomp).
     /// `open:PATH`: the main thread opens PATH for reading (Landlock, or seccomp's openat).
+    /// `open-path:PATH`: the main thread opens PATH with O_PATH, which Landlock does not
+    /// restrict: only the seccomp filter's refusal stops it.
     pub const ENV: &str = "VHOST_DEVICE_SANDBOX_TEST_TRIGGER";
 
     pub fn run() {
@@ -628,6 +630,16 @@ mod test_trigger {
                 }
             });
             let _ = t.join();
+        } else if let Some(path) = what.strip_prefix("open-path:") {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH)
+                .open(path)
+            {
+                Ok(_) => log::warn!("sandbox test trigger: open-path {path}: opened"),
+                Err(e) => log::warn!("sandbox test trigger: open-path {path}: {e}"),
+            }
         } else if let Some(path) = what.strip_prefix("open:") {
             match std::fs::File::open(path) {
                 Ok(_) => log::warn!("sandbox test trigger: open {path}: opened"),

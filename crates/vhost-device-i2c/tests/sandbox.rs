@@ -51,3 +51,8 @@ fn log_mode_lets_the_call_through() {
 fn landlock_refuses_new_opens_and_sandbox_none_does_not() {
     confinement::check_landlock_refuses_opens(&SUBJECT).unwrap();
 }
+
+#[test]
+fn file_opens_refused_with_eacces_not_fatal() {
+    confinement::check_opens_refused_not_fatal(&SUBJECT).unwrap();
+}

@@ -361,3 +361,32 @@ pub fn check_landlock_refuses_opens(subject: &Subject) -> Result<(), CheckFailed
     frontend.disconnect();
     Ok(())
 }
+
+/// A file open under the default filter is refused with EACCES, not fatal: libc opens files
+/// on paths of its own (glibc's malloc under load) and copes with a refusal, so the daemon
+/// must go on serving. The open uses O_PATH, which Landlock does not restrict, so the
+/// refusal seen is the seccomp filter's; with `--seccomp none` the same open succeeds.
+pub fn check_opens_refused_not_fatal(subject: &Subject) -> Result<(), CheckFailed> {
+    let path = "/proc/self/status";
+    let trigger = format!("open-path:{path}");
+    let mut daemon = subject.start(&[], Some(&trigger), None)?;
+    let line = daemon.wait_log(&format!("open-path {path}:"))?;
+    if !line.contains("Permission denied") {
+        return fail(format!(
+            "the filter did not refuse the open with EACCES: {line}"
+        ));
+    }
+    let frontend = subject.connect(&daemon)?;
+    daemon.assert_running()?;
+    frontend.disconnect();
+    drop(daemon);
+
+    let mut daemon = subject.start(&["--seccomp", "none"], Some(&trigger), None)?;
+    let line = daemon.wait_log(&format!("open-path {path}:"))?;
+    if !line.contains("opened") {
+        return fail(format!(
+            "--seccomp none: the O_PATH open failed, so the check above proves nothing: {line}"
+        ));
+    }
+    Ok(())
+}
