@@ -105,6 +105,30 @@ enum Cmd {
         #[arg(long, default_value = "host-devices.gpio")]
         prefix: String,
     },
+    /// Many busy guests at once: one frontend per socket `BASE0` ... `BASE{N-1}`, all
+    /// sending checked requests concurrently (I2C: the device at 0x50; GPIO: line 0 of
+    /// each socket's chip, driven and read back), then every socket must still answer and
+    /// the daemon's descriptors and memory must not have grown.
+    Load {
+        /// `i2c` or `gpio`.
+        #[arg(long)]
+        kind: String,
+        /// The daemon's socket base (`-s BASE`).
+        #[arg(long)]
+        socket: String,
+        /// How many sockets (`-c N`).
+        #[arg(long)]
+        count: usize,
+        /// How long every guest sends.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// The daemon's pid (its /proc entries are measured).
+        #[arg(long)]
+        daemon_pid: u32,
+        /// Prefix of the check names.
+        #[arg(long)]
+        prefix: String,
+    },
 }
 
 fn parse_u8(s: &str) -> Result<u8, String> {
@@ -170,6 +194,40 @@ impl Report {
     }
 }
 
+/// The `load` command: one check, `busy-guests`, with each guest's throughput on success.
+fn run_load(r: &mut Report, kind: &str, socket: &str, count: usize, seconds: u64, pid: u32) {
+    use vhost_user_test_frontend::load::{self, Kind, LoadPlan};
+    let result = (|| {
+        let kind = Kind::parse(kind).ok_or_else(|| format!("unknown kind {kind}"))?;
+        let sockets: Vec<PathBuf> = (0..count)
+            .map(|i| PathBuf::from(format!("{socket}{i}")))
+            .collect();
+        let plan = LoadPlan {
+            kind,
+            batch: 8,
+            duration: std::time::Duration::from_secs(seconds),
+            reconnect_every: 50,
+        };
+        let report =
+            load::check_busy_guests(pid, &sockets, plan).map_err(|e| load::error_chain(&e))?;
+        for g in &report.guests {
+            println!(
+                "{}: {} requests in {:.1} s ({:.0}/s), {} connections",
+                g.socket.display(),
+                g.requests,
+                g.elapsed.as_secs_f64(),
+                g.rate(),
+                g.connections
+            );
+        }
+        println!("usage before {:?}, after {:?}", report.before, report.after);
+        ensure(report.guests.iter().all(|g| g.requests > 0), || {
+            "a guest got no request answered".to_owned()
+        })
+    })();
+    r.check("busy-guests", result);
+}
+
 /// `Err` with a message unless `cond`.
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
     if cond { Ok(()) } else { Err(msg()) }
@@ -227,6 +285,18 @@ fn main() -> ExitCode {
         } => {
             let mut r = Report::new(&prefix);
             gpio::run(&mut r, &socket, &sim_dir, &names);
+            r
+        }
+        Cmd::Load {
+            kind,
+            socket,
+            count,
+            seconds,
+            daemon_pid,
+            prefix,
+        } => {
+            let mut r = Report::new(&prefix);
+            run_load(&mut r, &kind, &socket, count, seconds, daemon_pid);
             r
         }
     };

@@ -117,6 +117,12 @@ else
         run_bin host-devices.i2c.by-name i2c --socket "$sock" --addr 0x50 --absent 0x51 --prefix host-devices.i2c.by-name
         stop_daemon i2c-byname "$dpid"
     fi
+    # Eight busy guests at once (-c 8) on the one i2c-stub adapter, under the default
+    # sandbox: every answer checked, then every socket answers, nothing grew, still alive.
+    if start_daemon i2c-load /run/i2cl.sock vhost-device-i2c -s /run/i2cl.sock -c 8 -l "$bus:0x50"; then
+        run_bin host-devices.i2c-load load --kind i2c --socket /run/i2cl.sock --count 8 --daemon-pid "$dpid" --prefix host-devices.i2c-load
+        stop_daemon i2c-load "$dpid"
+    fi
     # An address a host driver owns is refused before any socket exists, naming the driver
     # and the command that unbinds it.
     if echo 24c02 0x50 > "/sys/bus/i2c/devices/i2c-$bus/new_device" \
@@ -184,5 +190,27 @@ if [ "$ok" = 1 ] && [ -d "$simdir/sim_gpio0" ]; then
     fi
 else
     fail host-devices.gpio-sim "gpio-sim chip setup failed (chip '$chip', dev '$devname')"
+fi
+
+# ---- Eight busy guests at once on eight gpio-sim chips (-c 8) ------------------------------
+lsim=/sys/kernel/config/gpio-sim/load
+ok=1
+mkdir "$lsim" || ok=0
+for b in 0 1 2 3 4 5 6 7; do
+    mkdir "$lsim/bank$b" && echo 2 > "$lsim/bank$b/num_lines" || ok=0
+done
+echo 1 > "$lsim/live" || ok=0
+chips=""
+for b in 0 1 2 3 4 5 6 7; do
+    c="$(cat "$lsim/bank$b/chip_name" 2>/dev/null)"
+    chips="$chips${chips:+:}${c#gpiochip}"
+done
+if [ "$ok" = 1 ] && [ "$(echo "$chips" | tr ':' '\n' | grep -c .)" = 8 ]; then
+    if start_daemon gpio-load /run/gpiol.sock vhost-device-gpio -s /run/gpiol.sock -c 8 -l "$chips"; then
+        run_bin host-devices.gpio-load load --kind gpio --socket /run/gpiol.sock --count 8 --daemon-pid "$dpid" --prefix host-devices.gpio-load
+        stop_daemon gpio-load "$dpid"
+    fi
+else
+    fail host-devices.gpio-load-sim "gpio-sim: eight banks not live (chips '$chips')"
 fi
 exit 0
