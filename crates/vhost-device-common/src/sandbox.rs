@@ -70,6 +70,13 @@ pub struct Ioctl {
     pub request: u32,
 }
 
+impl Ioctl {
+    /// The request number as `ioctl(2)` takes it.
+    pub fn number(self) -> libc::c_ulong {
+        libc::c_ulong::from(self.request)
+    }
+}
+
 /// The device-specific part of a daemon's allowlist.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceSyscalls {
@@ -188,17 +195,20 @@ fn confine(
     match action {
         Some(action) => {
             let filter = build_filter(device, action)?;
-            let refusals = build_refusals()?;
-            // Two filters: the kernel runs both and takes the stricter answer, so an open
-            // (allowed by the allowlist) gets EACCES from the refusals, and every call off
-            // the allowlist still gets `action`. The refusals go first: once the allowlist
-            // is in place, seccomp(2) itself is refused.
-            seccompiler::apply_filter_all_threads(&refusals).map_err(SandboxError::SeccompApply)?;
+            // One filter per refusal, then the allowlist: the kernel runs them all and takes
+            // the strictest answer, so a refused call (which the allowlist lets pass) gets
+            // its errno, and every call off the allowlist still gets `action`. The
+            // refusals go first: once the allowlist is in place, seccomp(2) is refused.
+            for refusal in REFUSALS {
+                let program = build_refusal(refusal)?;
+                seccompiler::apply_filter_all_threads(&program)
+                    .map_err(SandboxError::SeccompApply)?;
+            }
             seccompiler::apply_filter_all_threads(&filter).map_err(SandboxError::SeccompApply)?;
             info!(
-                "sandbox: no_new_privs, no capabilities, seccomp ({:?} on other calls; {} syscalls, {} ioctls allowed; file opens refused with EACCES)",
+                "sandbox: no_new_privs, no capabilities, seccomp ({:?} on other calls; {} syscalls, {} ioctls allowed; file opens refused with EACCES, clone3 with ENOSYS)",
                 config.seccomp,
-                allowed_syscalls().len().saturating_add(5),
+                allowed_syscalls().len().saturating_add(6),
                 device.ioctls.len().saturating_add(COMMON_IOCTLS.len())
             );
         }
@@ -367,8 +377,8 @@ macro_rules! paste_sys {
 mod sys {
     pub use libc::{
         SYS_accept4 as accept4, SYS_brk as brk, SYS_clock_gettime as clock_gettime,
-        SYS_clock_nanosleep as clock_nanosleep, SYS_clone as clone, SYS_clone3 as clone3,
-        SYS_close as close, SYS_epoll_create1 as epoll_create1, SYS_epoll_ctl as epoll_ctl,
+        SYS_clock_nanosleep as clock_nanosleep, SYS_close as close,
+        SYS_epoll_create1 as epoll_create1, SYS_epoll_ctl as epoll_ctl,
         SYS_epoll_pwait as epoll_pwait, SYS_eventfd2 as eventfd2, SYS_exit as exit,
         SYS_exit_group as exit_group, SYS_fstat as fstat, SYS_futex as futex, SYS_getpid as getpid,
         SYS_getrandom as getrandom, SYS_gettid as gettid, SYS_madvise as madvise,
@@ -386,24 +396,24 @@ mod sys {
     pub use libc::{SYS_epoll_wait as epoll_wait, SYS_readlink as readlink, SYS_unlink as unlink};
 }
 
-/// Allowed with any arguments. Seen under strace in the daemons' test suites: accept4,
-/// clone3, close, epoll_create1, epoll_ctl, epoll_wait, eventfd2, exit, exit_group, futex,
+/// Allowed with any arguments. Seen under strace in the daemons' test suites and under load
+/// (`tests/sandbox/syscalls-under-load.sh`): accept4, brk (the main arena growing under
+/// load), close, epoll_create1, epoll_ctl, epoll_wait, eventfd2, exit, exit_group, futex,
 /// getrandom, gettid, madvise, munmap, read, readlink and statx (checks of frontend fds),
 /// recvmsg, rseq, rt_sigaction, rt_sigprocmask, rt_sigtimedwait, sched_getaffinity,
 /// sendmsg, set_robust_list, shutdown, sigaltstack, unlink, write (and ppoll on a host GPIO
-/// chip). The others are rare paths or other libcs/architectures: brk, mremap (allocator
+/// chip). The others are rare paths or other libcs/architectures: mremap (allocator
 /// growth), clock_gettime (no vDSO), clock_nanosleep/nanosleep (the accept retry pause),
-/// clone (pthread_create before glibc 2.34), epoll_pwait, readlinkat, unlinkat (aarch64),
-/// getpid/tgkill (abort), rt_sigreturn (signal handlers), sched_yield (lock back-off),
-/// writev (vectored log writes), fstat/newfstatat (other libcs' fstat).
+/// epoll_pwait, readlinkat, unlinkat (aarch64), getpid/tgkill (abort), rt_sigreturn (signal
+/// handlers), sched_yield (lock back-off), writev (vectored log writes), fstat/newfstatat
+/// (other libcs' fstat). Threads are created with `clone` (CLONE_THREAD required, see
+/// `build_filter`); `clone3` and the file opens are in [`REFUSALS`].
 #[cfg(target_arch = "x86_64")]
 const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     accept4,
     brk,
     clock_gettime,
     clock_nanosleep,
-    clone,
-    clone3,
     close,
     epoll_create1,
     epoll_ctl,
@@ -452,8 +462,6 @@ const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     brk,
     clock_gettime,
     clock_nanosleep,
-    clone,
-    clone3,
     close,
     epoll_create1,
     epoll_ctl,
@@ -506,6 +514,20 @@ const REFUSED_OPENS: &[libc::c_long] = &[libc::SYS_open, libc::SYS_openat, libc:
 #[cfg(not(target_arch = "x86_64"))]
 const REFUSED_OPENS: &[libc::c_long] = &[libc::SYS_openat, libc::SYS_openat2];
 
+/// Calls answered with an errno instead of being run, each with its errno.
+/// - File opens: EACCES (see [`REFUSED_OPENS`]).
+/// - `clone3`: ENOSYS. Its flags sit in a structure in memory, which a seccomp filter
+///   cannot read, so it cannot be limited to threads; glibc (>= 2.34) takes ENOSYS as "this
+///   kernel has no clone3" and creates the thread with `clone`, whose flags the allowlist
+///   does check (CLONE_THREAD required: threads only, no new process).
+const REFUSALS: &[(&[libc::c_long], libc::c_int)] = &[
+    (REFUSED_OPENS, libc::EACCES),
+    (&[libc::SYS_clone3], libc::ENOSYS),
+];
+
+/// `CLONE_THREAD` as a seccomp argument value.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
 /// fcntl commands: F_DUPFD_CLOEXEC, F_GETFD and F_GETFL (seen: fd clones, the frontend fd
 /// checks), F_SETFD, and F_SETFL (making a blocking frontend eventfd non-blocking).
 const FCNTL_COMMANDS: &[u64] = &[
@@ -542,13 +564,25 @@ fn build_filter(
     device: &DeviceSyscalls,
     mismatch: SeccompAction,
 ) -> Result<BpfProgram, SandboxError> {
-    // The opens pass this filter; the refusal filter answers them (see REFUSED_OPENS).
+    // The refused calls pass this filter; their refusal filters answer them (REFUSALS).
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
         .iter()
         .map(|&(_, nr)| nr)
-        .chain(REFUSED_OPENS.iter().copied())
+        .chain(REFUSALS.iter().flat_map(|(calls, _)| calls.iter().copied()))
         .map(|nr| (nr, Vec::new()))
         .collect();
+    // Threads only: clone without CLONE_THREAD would make a new process.
+    let thread_only = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(CLONE_THREAD),
+        CLONE_THREAD,
+    )
+    .map_err(SandboxError::SeccompBuild)?;
+    rules.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![thread_only]).map_err(SandboxError::SeccompBuild)?],
+    );
     let ioctl_rules = COMMON_IOCTLS
         .iter()
         .chain(device.ioctls)
@@ -587,12 +621,13 @@ fn build_filter(
     BpfProgram::try_from(filter).map_err(SandboxError::SeccompBuild)
 }
 
-/// The second filter: [`REFUSED_OPENS`] answered with EACCES, everything else passed on to
-/// the allowlist's verdict.
-fn build_refusals() -> Result<BpfProgram, SandboxError> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> =
-        REFUSED_OPENS.iter().map(|&nr| (nr, Vec::new())).collect();
-    let errno = u32::try_from(libc::EACCES).unwrap_or(1);
+/// A refusal filter: `calls` answered with `errno`, everything else passed on to the
+/// allowlist's verdict.
+fn build_refusal(
+    &(calls, errno): &(&[libc::c_long], libc::c_int),
+) -> Result<BpfProgram, SandboxError> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = calls.iter().map(|&nr| (nr, Vec::new())).collect();
+    let errno = u32::try_from(errno).unwrap_or(1);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use vhost_device_common::daemon::Device;
 use vhost_device_common::listener::SocketConfig;
-use vhost_device_common::sandbox::{DeviceSyscalls, Ioctl, SandboxConfig};
+use vhost_device_common::sandbox::{DeviceSyscalls, SandboxConfig};
 
 use crate::args::{Args, Config, ConfigError};
 use crate::backend::I2cBackend;
@@ -74,24 +74,8 @@ impl Device for I2cDaemon {
     }
 }
 
-/// The ioctls of `/dev/i2c-N` the daemon issues while serving (host/linux.rs).
+/// The ioctls of `/dev/i2c-N` the daemon issues while serving: those of host/linux.rs,
+/// which owns their numbers.
 pub const SYSCALLS: DeviceSyscalls = DeviceSyscalls {
-    ioctls: &[
-        Ioctl {
-            name: "I2C_SLAVE",
-            request: 0x0703,
-        },
-        Ioctl {
-            name: "I2C_FUNCS",
-            request: 0x0705,
-        },
-        Ioctl {
-            name: "I2C_RDWR",
-            request: 0x0707,
-        },
-        Ioctl {
-            name: "I2C_SMBUS",
-            request: 0x0720,
-        },
-    ],
+    ioctls: host::linux::IOCTLS,
 };

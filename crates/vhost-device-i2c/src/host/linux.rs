@@ -10,12 +10,29 @@ use std::path::{Path, PathBuf};
 use virtio_i2c_core::smbus::I2C_BLOCK_MAX;
 use virtio_i2c_core::{Address, Functionality, I2cAdapter, MAX_GROUP_MESSAGES, Message, SmbusOp};
 
+use vhost_device_common::sandbox::Ioctl;
+
 use super::error::AdapterError;
 
-const I2C_SLAVE: libc::c_ulong = 0x0703;
-const I2C_FUNCS: libc::c_ulong = 0x0705;
-const I2C_RDWR: libc::c_ulong = 0x0707;
-const I2C_SMBUS: libc::c_ulong = 0x0720;
+/// The i2c-dev ioctls this module issues (linux/i2c-dev.h): the one source of their
+/// numbers, for the calls below and for the sandbox's allowlist ([`crate::SYSCALLS`]).
+pub const IOCTLS: &[Ioctl] = &[I2C_SLAVE, I2C_FUNCS, I2C_RDWR, I2C_SMBUS];
+const I2C_SLAVE: Ioctl = Ioctl {
+    name: "I2C_SLAVE",
+    request: 0x0703,
+};
+const I2C_FUNCS: Ioctl = Ioctl {
+    name: "I2C_FUNCS",
+    request: 0x0705,
+};
+const I2C_RDWR: Ioctl = Ioctl {
+    name: "I2C_RDWR",
+    request: 0x0707,
+};
+const I2C_SMBUS: Ioctl = Ioctl {
+    name: "I2C_SMBUS",
+    request: 0x0720,
+};
 const I2C_M_RD: u16 = 0x0001;
 const I2C_SMBUS_READ: u8 = 1;
 const I2C_SMBUS_WRITE: u8 = 0;
@@ -221,7 +238,7 @@ impl LinuxAdapter {
             })?;
         let mut funcs: libc::c_ulong = 0;
         // SAFETY: I2C_FUNCS writes one unsigned long into `funcs`, which we own.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), I2C_FUNCS, &mut funcs) };
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), I2C_FUNCS.number(), &mut funcs) };
         if rc < 0 {
             return Err(OpenError::Funcs {
                 path,
@@ -255,7 +272,7 @@ impl LinuxAdapter {
         let rc = unsafe {
             libc::ioctl(
                 self.file.as_raw_fd(),
-                I2C_SLAVE,
+                I2C_SLAVE.number(),
                 libc::c_ulong::from(addr.get()),
             )
         };
@@ -299,7 +316,7 @@ impl I2cAdapter for LinuxAdapter {
         };
         // SAFETY: `data` points at `nmsgs` initialised i2c_msg entries whose buffers are the
         // messages' exclusive slices of exactly `len` bytes; all outlive the call.
-        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), I2C_RDWR, &mut data) };
+        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), I2C_RDWR.number(), &mut data) };
         if rc < 0 {
             return Err(io::Error::last_os_error().into());
         }
@@ -365,7 +382,7 @@ impl I2cAdapter for LinuxAdapter {
         };
         // SAFETY: `args` and the union it points at live across the call; the kernel reads
         // and writes at most sizeof(union i2c_smbus_data) bytes there.
-        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), I2C_SMBUS, &mut args) };
+        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), I2C_SMBUS.number(), &mut args) };
         if rc < 0 {
             return Err(io::Error::last_os_error().into());
         }
@@ -387,5 +404,59 @@ impl I2cAdapter for LinuxAdapter {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTO))?;
         dst.copy_from_slice(result);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `libc::ioctl` call of this module names a request of [`IOCTLS`], and every
+    /// request of [`IOCTLS`] is issued somewhere: the sandbox's allowlist (built from
+    /// [`IOCTLS`]) is exactly what the code calls.
+    #[test]
+    #[allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::panic
+    )]
+    fn every_ioctl_called_is_on_the_allowlist_and_back() {
+        let src = include_str!("linux.rs");
+        let code = src.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut used = Vec::new();
+        for (at, _) in code.match_indices("libc::ioctl(") {
+            let args: String = code[at + "libc::ioctl(".len()..]
+                .chars()
+                .take_while(|&c| c != ';')
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            let request = args.split(',').nth(1).unwrap_or_default();
+            let name = request.strip_suffix(".number()").unwrap_or_else(|| {
+                panic!("an ioctl call whose request is not an Ioctl constant: {args}")
+            });
+            assert!(
+                IOCTLS.iter().any(|i| i.name == name),
+                "{name} is called but not in IOCTLS"
+            );
+            used.push(name.to_owned());
+        }
+        for i in IOCTLS {
+            assert!(
+                used.iter().any(|u| u == i.name),
+                "{} is listed but never called",
+                i.name
+            );
+        }
+        // The numbers themselves, from linux/i2c-dev.h.
+        let numbers: Vec<(&str, u32)> = IOCTLS.iter().map(|i| (i.name, i.request)).collect();
+        assert_eq!(
+            numbers,
+            [
+                ("I2C_SLAVE", 0x0703),
+                ("I2C_FUNCS", 0x0705),
+                ("I2C_RDWR", 0x0707),
+                ("I2C_SMBUS", 0x0720)
+            ]
+        );
     }
 }
