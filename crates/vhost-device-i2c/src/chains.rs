@@ -7,8 +7,9 @@ use log::{debug, error};
 use vhost_device_common::chain::{ChainLayout, Segments, layout};
 use vhost_device_common::queue::{ChainSink, UsedRing};
 use vhost_device_common::report::Chain;
-use virtio_i2c_core::group::{Entry, GroupFailure, Pushed};
-use virtio_i2c_core::request::{OUT_HDR_LEN, fail_next_of, parse_header};
+use virtio_i2c_core::chain::{self, ChainShape, Decoded, PAYLOAD_OFFSET};
+use virtio_i2c_core::group::{GroupFailure, Pushed};
+use virtio_i2c_core::request::OUT_HDR_LEN;
 use virtio_i2c_core::{Group, VIRTIO_I2C_MSG_ERR, VIRTIO_I2C_MSG_OK};
 use vm_memory::GuestMemoryMmap;
 
@@ -22,40 +23,25 @@ pub struct Pending {
     writable: Segments,
 }
 
-/// Decodes one chain into a group entry. Reads the header once (no double fetch).
-fn decode(mem: &GuestMemoryMmap, l: &ChainLayout) -> (Entry, bool) {
-    if l.readable.len() < OUT_HDR_LEN {
-        return (Entry::Invalid, true);
-    }
+/// Decodes one chain into a group entry ([`virtio_i2c_core::chain::decode`] holds the
+/// rules). Reads the header once (no double fetch).
+fn decode(mem: &GuestMemoryMmap, l: &ChainLayout) -> Decoded {
+    let shape = ChainShape {
+        readable: l.readable.len(),
+        writable: l.writable.len(),
+    };
     let mut hdr = [0u8; OUT_HDR_LEN];
-    if l.readable.read_at(mem, 0, &mut hdr).is_err() {
-        return (Entry::Invalid, true);
-    }
-    let header = match parse_header(&hdr) {
-        Ok(h) => h,
-        Err(_) => return (Entry::Invalid, !fail_next_of(&hdr)),
-    };
-    let last = !header.fail_next;
-    if l.writable.is_empty() {
-        // No status byte: the request cannot be answered, so it must not be executed.
-        return (Entry::Invalid, last);
-    }
-    let payload = l.readable.len().saturating_sub(OUT_HDR_LEN);
-    let response = l.writable.len().saturating_sub(1);
-    let len = match (header.read, payload, response) {
-        // Read: all data flows to the guest; write: all from it. Anything else is a buffer
-        // of the wrong direction.
-        (true, 0, n) => n,
-        (false, n, 0) => n,
-        _ => return (Entry::Invalid, last),
-    };
-    // An address outside the device list stays a valid request: the router refuses the
-    // group before any adapter sees it (and the trace can say "no device").
-    (Entry::Valid { header, len }, last)
+    let header =
+        (shape.has_header() && l.readable.read_at(mem, 0, &mut hdr).is_ok()).then_some(&hdr);
+    chain::decode(shape, header)
 }
 
 fn complete(mem: &GuestMemoryMmap, used: &mut UsedRing<'_>, p: Pending, ok: bool, data: &[u8]) {
-    let Some(status_at) = p.writable.len().checked_sub(1) else {
+    let shape = ChainShape {
+        readable: 0,
+        writable: p.writable.len(),
+    };
+    let Some(status_at) = shape.status_at() else {
         // No byte to write a status into: return the chain untouched.
         used.add(p.head, 0);
         return;
@@ -70,16 +56,15 @@ fn complete(mem: &GuestMemoryMmap, used: &mut UsedRing<'_>, p: Pending, ok: bool
         used.add(p.head, 0);
         return;
     }
-    let written = if ok { data.len() } else { 0 };
-    let len = u32::try_from(written.saturating_add(1)).unwrap_or(1);
-    used.add(p.head, len);
+    used.add(p.head, chain::used_len(ok, data.len()));
 }
 
 #[derive(Debug)]
 pub struct RequestSink<'a> {
     /// Where groups run.
     pub router: &'a Router,
-    /// The group being collected (kept across kicks).
+    /// The group being collected (finished when its last request arrives, or at the end
+    /// of the batch at the latest).
     pub group: &'a mut Group<Pending>,
     /// `--trace`: log every group.
     pub trace: bool,
@@ -130,14 +115,14 @@ impl ChainSink for RequestSink<'_> {
                 return;
             }
         };
-        let (entry, last) = decode(mem, &l);
+        let Decoded { entry, last } = decode(mem, &l);
         let pending = Pending {
             head: l.head,
             writable: l.writable,
         };
         match self.group.push(entry, last, pending) {
             Pushed::Write(buf) => {
-                if l.readable.read_at(mem, OUT_HDR_LEN, buf).is_err() {
+                if l.readable.read_at(mem, PAYLOAD_OFFSET, buf).is_err() {
                     self.group.mark_failed();
                 }
             }

@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub mod adapter;
+pub mod chain;
 pub mod dispatch;
 pub mod group;
 pub mod message;
