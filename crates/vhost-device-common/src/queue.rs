@@ -247,52 +247,111 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
 
 /// The exit events of one connection's vring worker threads.
 ///
-/// vhost-user-backend keeps the consumer side of each exit event as a bare descriptor
-/// (`into_raw_fd`) that it never closes; this records them so that the serve loop can close
-/// them once the connection's worker threads have ended, instead of leaking one descriptor
-/// per connection.
+/// vhost-user-backend 0.24.0 (pinned exactly in the workspace `Cargo.toml` for this) takes
+/// the consumer side of each exit event with `into_raw_fd`, registers it in the worker's
+/// epoll set, never reads it and never closes it: one descriptor leaked per worker and
+/// connection. This records the descriptor numbers it took and closes them when dropped.
+///
+/// Which descriptors exist when (all in `VhostUserHandler::new` of 0.24.0, one worker at a
+/// time): the backend's `exit_event` is called once per worker, right after that worker's
+/// epoll instance was created; the consumer is turned into a bare number before anything
+/// else can fail, so every consumer handed out is leaked, whatever fails next (registering
+/// it, the worker's other eventfd, spawning the thread). If a later worker fails, the workers
+/// already spawned are detached, not joined, and keep waiting for their exit event:
+/// [`WorkerExitEvents::end_workers`] writes it. Keep this in the state every clone of the
+/// backend shares: each worker holds a clone until its thread ends, so the last clone goes
+/// (and the descriptors are closed) only when no worker is left that was given one.
+/// `tests/exit_events.rs` is the canary that fails when a vhost-user-backend release stops
+/// leaking the descriptor (closing it here would then close a number that may by then belong
+/// to another guest's connection).
 #[derive(Debug, Default)]
 pub struct WorkerExitEvents {
-    consumers: Mutex<Vec<RawFd>>,
+    inner: Mutex<ExitEventsInner>,
+}
+
+#[derive(Debug, Default)]
+struct ExitEventsInner {
+    /// Created ahead (where an error can still end the connection's set-up), not yet taken.
+    ready: Vec<Option<(EventConsumer, EventNotifier)>>,
+    /// Consumer descriptors handed to the library, which made them bare numbers it never
+    /// closes; owned by nobody until [`Drop`] closes them.
+    leaked: Vec<RawFd>,
 }
 
 impl WorkerExitEvents {
-    /// Creates the exit event of a vring worker thread; return it from
-    /// `VhostUserBackend::exit_event` so worker threads end with their connection.
-    pub fn create(&self) -> Option<(EventConsumer, EventNotifier)> {
-        match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
-            Ok((consumer, notifier)) => {
-                self.consumers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(consumer.as_raw_fd());
-                Some((consumer, notifier))
-            }
-            Err(e) => {
-                error!("cannot create worker exit event: {e}");
-                None
-            }
-        }
+    fn inner(&self) -> std::sync::MutexGuard<'_, ExitEventsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Closes the recorded descriptors.
+    /// Creates the exit events of `workers` worker threads ahead of time, so that running out
+    /// of descriptors fails the connection's set-up instead of leaving a worker without an
+    /// exit event (vhost-user-backend would then wait for it for ever when the connection
+    /// ends). The serve loop calls it with the length of `queues_per_thread()`.
+    pub fn prepare(&self, workers: usize) -> std::io::Result<()> {
+        let mut inner = self.inner();
+        while inner.ready.len() < workers {
+            let pair = new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)?;
+            inner.ready.push(Some(pair));
+        }
+        Ok(())
+    }
+
+    /// The exit event of vring worker `worker`; return it from
+    /// `VhostUserBackend::exit_event`, which the library calls once per worker.
     ///
-    /// # Safety
+    /// An event created by [`WorkerExitEvents::prepare`] if there is one, else a new one
+    /// (`None`, logged, if that fails).
+    pub fn create(&self, worker: usize) -> Option<(EventConsumer, EventNotifier)> {
+        let mut inner = self.inner();
+        let pair = match inner.ready.get_mut(worker).and_then(Option::take) {
+            Some(pair) => pair,
+            None => match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
+            {
+                Ok(pair) => pair,
+                Err(e) => {
+                    error!("cannot create the exit event of vring worker {worker}: {e}");
+                    return None;
+                }
+            },
+        };
+        inner.leaked.push(pair.0.as_raw_fd());
+        Some(pair)
+    }
+
+    /// Writes every exit event handed out, so that every worker thread still running ends.
     ///
-    /// Every worker thread that was given one of these events must have ended (joined), and
-    /// nothing else may close them: vhost-user-backend (0.24) registers them with its epoll
-    /// descriptor and forgets them, so after its `VhostUserDaemon` (and with it the handler
-    /// that joins the workers) is dropped, nobody uses them.
-    pub unsafe fn close_all(&self) {
-        let fds = std::mem::take(
-            &mut *self
-                .consumers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for fd in fds {
-            // SAFETY: the caller guarantees the descriptor is unused and owned by nobody; the
-            // OwnedFd closes it when dropped.
+    /// After a connection ends normally the library has joined its workers already and this
+    /// does nothing; after a set-up that failed part way, it ends the workers the library
+    /// spawned and detached.
+    pub fn end_workers(&self) {
+        let inner = self.inner();
+        for &fd in &inner.leaked {
+            let one: u64 = 1;
+            // SAFETY: `fd` is open: the library never closes it (see the type's documentation)
+            // and only `Drop` of `self`, borrowed here, does. The write reads 8 bytes from
+            // `one`, which lives across the call; an eventfd write cannot block (non-blocking
+            // descriptor) and a full counter (EAGAIN) means the worker was told already.
+            let _ = unsafe {
+                libc::write(
+                    fd,
+                    (&raw const one).cast::<libc::c_void>(),
+                    size_of::<u64>(),
+                )
+            };
+        }
+    }
+}
+
+impl Drop for WorkerExitEvents {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for fd in inner.leaked.drain(..) {
+            // SAFETY: vhost-user-backend 0.24.0 (pinned) made `fd` a bare number with
+            // `into_raw_fd` and never closes it; its only use of the number was registering
+            // it in a worker's epoll set, while the worker's handler held a clone of the
+            // backend that owns `self`. `self` is being dropped, so no clone and no worker
+            // given this event is left: the descriptor is open and owned by nobody. The
+            // OwnedFd closes it.
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }

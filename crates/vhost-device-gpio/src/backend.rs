@@ -195,8 +195,8 @@ where
         memory::check_update(&mem)
     }
 
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        self.shared.exit_events.create()
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        self.shared.exit_events.create(thread_index)
     }
 
     fn handle_event(
