@@ -14,7 +14,7 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use crate::Vring;
 use crate::listener::{BoundSocket, unlink_paths};
 use crate::queue::WorkerExitEvents;
-use crate::report::Chain;
+use crate::report::ErrorChain;
 
 /// A vhost-user backend that the serve loop can run.
 pub trait DaemonBackend:
@@ -230,9 +230,9 @@ where
             Err(e) => {
                 // One error line per run of failures, not one per attempt.
                 if failing {
-                    debug!("{describe}: {}", Chain(&e));
+                    debug!("{describe}: {}", ErrorChain(&e));
                 } else {
-                    error!("{describe}: {}; retrying", Chain(&e));
+                    error!("{describe}: {}; retrying", ErrorChain(&e));
                 }
                 failing = true;
                 thread::sleep(delay);
@@ -299,4 +299,20 @@ fn run_daemon<B: DaemonBackend>(
     // joins them: the next frontend starts from a clean device.
     drop(daemon);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vhost_user_backend_error_names_its_cause_once() {
+        let errno = io::Error::from_raw_os_error(libc::EPIPE);
+        let e = ConnectionError::Accept(DaemonError(vhost_user_backend::Error::HandleRequest(
+            vhost::vhost_user::Error::SocketBroken(io::Error::from_raw_os_error(libc::EPIPE)),
+        )));
+        let line = ErrorChain(&e).to_string();
+        assert_eq!(line.matches(&errno.to_string()).count(), 1, "{line}");
+        assert!(line.starts_with("cannot accept a frontend: "), "{line}");
+    }
 }

@@ -325,7 +325,7 @@ impl Vring {
             }
             Err(e) => {
                 drop(state);
-                self.stop(format_args!("{}", crate::report::Chain(&e)));
+                self.stop(format_args!("{}", crate::report::ErrorChain(&e)));
                 None
             }
         }
@@ -394,7 +394,7 @@ impl Vring {
             Err(e) => {
                 self.health.reports.warn(format_args!(
                     "{what} descriptor refused: {}",
-                    crate::report::Chain(&e)
+                    crate::report::ErrorChain(&e)
                 ));
                 None
             }
@@ -494,7 +494,7 @@ impl VringT<GuestMemory> for Vring {
         if let Err(e) = check_regions(&memory) {
             self.health.reports.warn(format_args!(
                 "used index not read: {}",
-                crate::report::Chain(&e)
+                crate::report::ErrorChain(&e)
             ));
             return Err(QueueError::QueueNotReady);
         }
