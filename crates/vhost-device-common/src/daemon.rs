@@ -19,7 +19,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use crate::listener::{self, ListenerError, SocketConfig};
-use crate::report::Chain;
+use crate::report::ErrorChain;
 use crate::sandbox::{self, DeviceSyscalls, SandboxConfig, SandboxError};
 use crate::serve::{self, DaemonBackend, ServeError};
 use crate::{capabilities, logging};
@@ -127,7 +127,7 @@ pub fn main<D: Device>() -> ExitCode {
     match run::<D>(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}: error: {}", D::NAME, Chain(&e));
+            eprintln!("{}: error: {}", D::NAME, ErrorChain(&e));
             ExitCode::FAILURE
         }
     }

@@ -12,7 +12,8 @@
 //! - [`queue`]: the EVENT_IDX drain loop and the worker exit events.
 //! - [`vring`]: the vring type, which refuses frontend descriptors that could block a worker
 //!   and stops rings the guest broke; [`memory`]: memory-table checks against SIGBUS.
-//! - [`report`]: printing an error with its sources on one line.
+//! - [`report`]: printing an error with its sources on one line ([`report::ErrorChain`]; not
+//!   to be confused with [`chain`], descriptor chains).
 //! - [`logging`]: `env_logger` set-up honouring `RUST_LOG`.
 //! - [`sandbox`]: `--seccomp`/`--sandbox`; no_new_privs, no capabilities, Landlock and a
 //!   seccomp allowlist, entered after setup and before serving.

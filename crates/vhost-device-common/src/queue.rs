@@ -2,19 +2,23 @@
 //!
 //! Devices implement [`ChainSink`]: they receive every available descriptor chain and complete
 //! it (now, or later for held buffers) through [`UsedRing`]. The loop here owns notification
-//! suppression, the one signal to the guest at the end of a batch, and every check of what
-//! the driver wrote into the available ring, so no device repeats them:
+//! suppression, the one signal to the guest at the end of a batch, and the checks of what the
+//! driver wrote into the available ring, so no device repeats them:
 //!
 //! - an available index more than a queue's worth ahead of the device's position stops the
-//!   queue (one warning) instead of being chased for ever;
-//! - an unreadable available ring or one outside guest memory stops the queue;
+//!   queue (one warning) instead of being chased for ever (virtio-queue's check, made once
+//!   per read of the index);
+//! - a ring outside guest memory never runs ([`Vring::lock_running`] checks its layout);
 //! - a head index beyond the queue is skipped (it cannot be returned), reported once;
 //! - one call handles at most a few queues' worth of chains, then re-kicks itself, so the
 //!   vring lock is never held for ever by a driver that keeps posting.
+//!
+//! What it costs per kick: one vring lock; the available index read (Acquire) and checked
+//! once per [`TAKE`] chains (once per kick for QEMU's queues unless the guest posts more); one
+//! read of each ring entry and one head comparison per chain; with EVENT_IDX, two writes of
+//! the notification area and one more read of the index (after a fence) per batch.
 
-use std::num::Wrapping;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, RwLockWriteGuard};
 
 use log::error;
@@ -136,48 +140,36 @@ pub trait ChainSink {
     fn batch_end(&mut self, _mem: ChainMemory<'_>, _used: &mut UsedRing<'_>) {}
 }
 
-/// What the next entry of the available ring holds.
-enum Next<'m> {
-    Chain(DescriptorChain<ChainMemory<'m>>),
-    Empty,
-    /// The driver broke the ring; the reason.
-    Broken(String),
-}
+/// Chains taken from the available ring at a time (a stack array of them): the available
+/// index is read and checked once per take.
+const TAKE: usize = 32;
 
-/// How many chains the driver has made available beyond the device's position, checked
-/// to be at most a queue's worth.
-fn pending(queue: &Queue, mem: &GuestMemoryMmap) -> Result<u16, String> {
-    let size = queue.size();
-    let avail = queue
-        .avail_idx(mem, Ordering::Acquire)
-        .map_err(|e| format!("cannot read the available index: {e}"))?;
-    let next = Wrapping(queue.next_avail());
-    let pending = (avail - next).0;
-    if pending > size {
-        return Err(format!(
-            "available index {} is {pending} entries ahead of {} in a {size}-entry queue",
-            avail.0, next.0
-        ));
-    }
-    Ok(pending)
-}
+/// Chains taken from the available ring, to hand to the sink one by one.
+type Taken<'m> = [Option<DescriptorChain<ChainMemory<'m>>>; TAKE];
 
-/// The next chain, `known` chains being available already (read once per batch, not per
-/// chain).
-fn next_chain<'m>(queue: &mut Queue, mem: &'m GuestMemoryMmap, known: &mut u16) -> Next<'m> {
-    if *known == 0 {
-        match pending(queue, mem) {
-            Ok(0) => return Next::Empty,
-            Ok(n) => *known = n,
-            Err(why) => return Next::Broken(why),
-        }
+/// Takes up to `limit` (at most [`TAKE`]) available chains into `out`; returns how many.
+///
+/// virtio-queue's `iter()` reads the available index (Acquire) once and refuses one more
+/// than a queue's worth ahead of the device (`InvalidAvailRingIndex`); each `next()` then
+/// reads one ring entry (Acquire). The iterator borrows the whole queue, which the sink needs
+/// for completing chains, hence the chains are taken first and handed over after. A `None`
+/// from `next()` is the end of what was available: it also stands for an unreadable entry,
+/// which cannot happen here because the ring's layout was checked to lie in this memory
+/// ([`Vring::lock_running`]).
+fn take<'m>(
+    queue: &mut Queue,
+    mem: &'m GuestMemoryMmap,
+    limit: usize,
+    out: &mut Taken<'m>,
+) -> Result<usize, virtio_queue::Error> {
+    let mut chains = queue.iter(mem)?;
+    let mut taken = 0usize;
+    for slot in out.iter_mut().take(limit) {
+        let Some(chain) = chains.next() else { break };
+        *slot = Some(chain);
+        taken = taken.saturating_add(1);
     }
-    *known = known.saturating_sub(1);
-    match queue.iter(mem).map(|mut it| it.next()) {
-        Ok(Some(chain)) => Next::Chain(chain),
-        Ok(None) => Next::Broken("available ring entry unreadable".to_owned()),
-        Err(e) => Next::Broken(format!("available ring unusable: {e}")),
-    }
+    Ok(taken)
 }
 
 /// Drains every available chain of `vring` into `sink`, with EVENT_IDX notification
@@ -195,32 +187,37 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
     let event_idx = used.state.get_queue().event_idx_enabled();
     let size = used.state.get_queue().size();
     let mut budget = usize::from(size).saturating_mul(ROUNDS_PER_CALL);
+    let mut taken: Taken<'_> = std::array::from_fn(|_| None);
     loop {
         if event_idx && let Err(e) = used.queue().disable_notification(mem) {
             vring.stop(format_args!("cannot update the notification area: {e}"));
             break;
         }
-        let mut known = 0u16;
         loop {
-            let chain = match next_chain(used.queue(), mem, &mut known) {
-                Next::Chain(c) => c,
-                Next::Empty => break,
-                Next::Broken(why) => {
-                    vring.stop(format_args!("{why}"));
+            let next = used.queue().next_avail();
+            let count = match take(used.queue(), mem, budget.min(TAKE), &mut taken) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    vring.stop(format_args!(
+                        "available ring unusable at {next} in a {size}-entry queue: {e}"
+                    ));
                     sink.batch_end(mem, &mut used);
                     used.finish();
                     return;
                 }
             };
-            let head = chain.head_index();
-            if head >= size {
-                vring.reports().warn(format_args!(
-                    "chain head {head} is beyond the {size}-entry queue; skipped"
-                ));
-            } else {
-                sink.chain(chain, &mut used);
+            for chain in taken.iter_mut().take(count).filter_map(Option::take) {
+                let head = chain.head_index();
+                if head >= size {
+                    vring.reports().warn(format_args!(
+                        "chain head {head} is beyond the {size}-entry queue; skipped"
+                    ));
+                } else {
+                    sink.chain(chain, &mut used);
+                }
             }
-            budget = budget.saturating_sub(1);
+            budget = budget.saturating_sub(count);
             if budget == 0 {
                 // Let the frontend's messages and other queues in; come back at once.
                 sink.batch_end(mem, &mut used);
@@ -233,6 +230,8 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
         if !event_idx {
             break;
         }
+        // Re-reads the available index after a full fence, so that a chain posted while
+        // notifications were off is not missed.
         match used.queue().enable_notification(mem) {
             Ok(true) => continue,
             Ok(false) => break,
@@ -247,52 +246,111 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
 
 /// The exit events of one connection's vring worker threads.
 ///
-/// vhost-user-backend keeps the consumer side of each exit event as a bare descriptor
-/// (`into_raw_fd`) that it never closes; this records them so that the serve loop can close
-/// them once the connection's worker threads have ended, instead of leaking one descriptor
-/// per connection.
+/// vhost-user-backend 0.24.0 (pinned exactly in the workspace `Cargo.toml` for this) takes
+/// the consumer side of each exit event with `into_raw_fd`, registers it in the worker's
+/// epoll set, never reads it and never closes it: one descriptor leaked per worker and
+/// connection. This records the descriptor numbers it took and closes them when dropped.
+///
+/// Which descriptors exist when (all in `VhostUserHandler::new` of 0.24.0, one worker at a
+/// time): the backend's `exit_event` is called once per worker, right after that worker's
+/// epoll instance was created; the consumer is turned into a bare number before anything
+/// else can fail, so every consumer handed out is leaked, whatever fails next (registering
+/// it, the worker's other eventfd, spawning the thread). If a later worker fails, the workers
+/// already spawned are detached, not joined, and keep waiting for their exit event:
+/// [`WorkerExitEvents::end_workers`] writes it. Keep this in the state every clone of the
+/// backend shares: each worker holds a clone until its thread ends, so the last clone goes
+/// (and the descriptors are closed) only when no worker is left that was given one.
+/// `tests/exit_events.rs` is the canary that fails when a vhost-user-backend release stops
+/// leaking the descriptor (closing it here would then close a number that may by then belong
+/// to another guest's connection).
 #[derive(Debug, Default)]
 pub struct WorkerExitEvents {
-    consumers: Mutex<Vec<RawFd>>,
+    inner: Mutex<ExitEventsInner>,
+}
+
+#[derive(Debug, Default)]
+struct ExitEventsInner {
+    /// Created ahead (where an error can still end the connection's set-up), not yet taken.
+    ready: Vec<Option<(EventConsumer, EventNotifier)>>,
+    /// Consumer descriptors handed to the library, which made them bare numbers it never
+    /// closes; owned by nobody until [`Drop`] closes them.
+    leaked: Vec<RawFd>,
 }
 
 impl WorkerExitEvents {
-    /// Creates the exit event of a vring worker thread; return it from
-    /// `VhostUserBackend::exit_event` so worker threads end with their connection.
-    pub fn create(&self) -> Option<(EventConsumer, EventNotifier)> {
-        match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
-            Ok((consumer, notifier)) => {
-                self.consumers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(consumer.as_raw_fd());
-                Some((consumer, notifier))
-            }
-            Err(e) => {
-                error!("cannot create worker exit event: {e}");
-                None
-            }
-        }
+    fn inner(&self) -> std::sync::MutexGuard<'_, ExitEventsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Closes the recorded descriptors.
+    /// Creates the exit events of `workers` worker threads ahead of time, so that running out
+    /// of descriptors fails the connection's set-up instead of leaving a worker without an
+    /// exit event (vhost-user-backend would then wait for it for ever when the connection
+    /// ends). The serve loop calls it with the length of `queues_per_thread()`.
+    pub fn prepare(&self, workers: usize) -> std::io::Result<()> {
+        let mut inner = self.inner();
+        while inner.ready.len() < workers {
+            let pair = new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)?;
+            inner.ready.push(Some(pair));
+        }
+        Ok(())
+    }
+
+    /// The exit event of vring worker `worker`; return it from
+    /// `VhostUserBackend::exit_event`, which the library calls once per worker.
     ///
-    /// # Safety
+    /// An event created by [`WorkerExitEvents::prepare`] if there is one, else a new one
+    /// (`None`, logged, if that fails).
+    pub fn create(&self, worker: usize) -> Option<(EventConsumer, EventNotifier)> {
+        let mut inner = self.inner();
+        let pair = match inner.ready.get_mut(worker).and_then(Option::take) {
+            Some(pair) => pair,
+            None => match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
+            {
+                Ok(pair) => pair,
+                Err(e) => {
+                    error!("cannot create the exit event of vring worker {worker}: {e}");
+                    return None;
+                }
+            },
+        };
+        inner.leaked.push(pair.0.as_raw_fd());
+        Some(pair)
+    }
+
+    /// Writes every exit event handed out, so that every worker thread still running ends.
     ///
-    /// Every worker thread that was given one of these events must have ended (joined), and
-    /// nothing else may close them: vhost-user-backend (0.24) registers them with its epoll
-    /// descriptor and forgets them, so after its `VhostUserDaemon` (and with it the handler
-    /// that joins the workers) is dropped, nobody uses them.
-    pub unsafe fn close_all(&self) {
-        let fds = std::mem::take(
-            &mut *self
-                .consumers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for fd in fds {
-            // SAFETY: the caller guarantees the descriptor is unused and owned by nobody; the
-            // OwnedFd closes it when dropped.
+    /// After a connection ends normally the library has joined its workers already and this
+    /// does nothing; after a set-up that failed part way, it ends the workers the library
+    /// spawned and detached.
+    pub fn end_workers(&self) {
+        let inner = self.inner();
+        for &fd in &inner.leaked {
+            let one: u64 = 1;
+            // SAFETY: `fd` is open: the library never closes it (see the type's documentation)
+            // and only `Drop` of `self`, borrowed here, does. The write reads 8 bytes from
+            // `one`, which lives across the call; an eventfd write cannot block (non-blocking
+            // descriptor) and a full counter (EAGAIN) means the worker was told already.
+            let _ = unsafe {
+                libc::write(
+                    fd,
+                    (&raw const one).cast::<libc::c_void>(),
+                    size_of::<u64>(),
+                )
+            };
+        }
+    }
+}
+
+impl Drop for WorkerExitEvents {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for fd in inner.leaked.drain(..) {
+            // SAFETY: vhost-user-backend 0.24.0 (pinned) made `fd` a bare number with
+            // `into_raw_fd` and never closes it; its only use of the number was registering
+            // it in a worker's epoll set, while the worker's handler held a clone of the
+            // backend that owns `self`. `self` is being dropped, so no clone and no worker
+            // given this event is left: the descriptor is open and owned by nobody. The
+            // OwnedFd closes it.
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }

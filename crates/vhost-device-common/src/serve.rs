@@ -14,7 +14,7 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use crate::Vring;
 use crate::listener::{BoundSocket, unlink_paths};
 use crate::queue::WorkerExitEvents;
-use crate::report::Chain;
+use crate::report::ErrorChain;
 
 /// A vhost-user backend that the serve loop can run.
 pub trait DaemonBackend:
@@ -27,9 +27,9 @@ pub trait DaemonBackend:
         Ok(())
     }
 
-    /// The exit events this connection's backend handed out (from
-    /// `VhostUserBackend::exit_event`, through [`WorkerExitEvents::create`]); shared by every
-    /// clone of the backend. The serve loop closes them when the connection is over.
+    /// The exit events of this connection's vring workers (`VhostUserBackend::exit_event`
+    /// returns [`WorkerExitEvents::create`]), shared by every clone of the backend. The serve
+    /// loop prepares them before the connection is set up and ends the workers after it.
     fn exit_events(&self) -> &WorkerExitEvents;
 }
 
@@ -185,6 +185,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 enum ConnectionError {
     #[error("cannot create the device backend")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot create the vring workers' exit events")]
+    ExitEvents(#[source] io::Error),
     #[error("cannot set up the vhost-user connection")]
     Daemon(#[source] DaemonError),
     #[error("cannot register device event sources")]
@@ -228,9 +230,9 @@ where
             Err(e) => {
                 // One error line per run of failures, not one per attempt.
                 if failing {
-                    debug!("{describe}: {}", Chain(&e));
+                    debug!("{describe}: {}", ErrorChain(&e));
                 } else {
-                    error!("{describe}: {}; retrying", Chain(&e));
+                    error!("{describe}: {}; retrying", ErrorChain(&e));
                 }
                 failing = true;
                 thread::sleep(delay);
@@ -254,10 +256,15 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let backend = factory(index).map_err(|e| ConnectionError::Backend(Box::new(e)))?;
+    backend
+        .exit_events()
+        .prepare(backend.queues_per_thread().len())
+        .map_err(ConnectionError::ExitEvents)?;
     let result = run_daemon(name, socket, &backend);
-    // SAFETY: `run_daemon` has dropped its `VhostUserDaemon`, whose handler joined every
-    // vring worker thread of this connection; nothing else knows these descriptors.
-    unsafe { backend.exit_events().close_all() };
+    // Normally the library joined every worker when `run_daemon` dropped its daemon; after a
+    // set-up that failed part way it detached those it had spawned: this ends them. The exit
+    // descriptors are closed when the last clone of the backend (the workers' included) goes.
+    backend.exit_events().end_workers();
     result
 }
 
@@ -292,4 +299,20 @@ fn run_daemon<B: DaemonBackend>(
     // joins them: the next frontend starts from a clean device.
     drop(daemon);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vhost_user_backend_error_names_its_cause_once() {
+        let errno = io::Error::from_raw_os_error(libc::EPIPE);
+        let e = ConnectionError::Accept(DaemonError(vhost_user_backend::Error::HandleRequest(
+            vhost::vhost_user::Error::SocketBroken(io::Error::from_raw_os_error(libc::EPIPE)),
+        )));
+        let line = ErrorChain(&e).to_string();
+        assert_eq!(line.matches(&errno.to_string()).count(), 1, "{line}");
+        assert!(line.starts_with("cannot accept a frontend: "), "{line}");
+    }
 }

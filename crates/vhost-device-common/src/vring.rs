@@ -19,8 +19,8 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use log::{debug, warn};
 use vhost_user_backend::{VringRwLock, VringState, VringStateGuard, VringStateMutGuard, VringT};
@@ -131,13 +131,55 @@ impl Reports {
     }
 }
 
-/// What the ring knows about the memory it runs in.
-#[derive(Debug, Default)]
-struct Checked {
-    /// The memory whose regions were checked and into which the ring's layout fits; kept so
-    /// that its address cannot be reused while [`Health::checked`] names it.
-    memory: Option<Arc<GuestMemoryMmap>>,
+/// Data of one ring that only the holder of the ring's write lock touches: the lock that
+/// guards the library's `VringState` guards this too, so the request path takes one lock.
+struct UnderRingLock<T> {
+    /// The address of the `VringState` whose write lock guards `value` (in the ring's shared
+    /// allocation, which lives as long as any clone of the ring, so no other state has it).
+    owner: usize,
+    value: std::cell::UnsafeCell<T>,
 }
+
+// SAFETY: `value` is only reached through `get`, which requires the write guard of the
+// owner's lock: the lock makes those accesses exclusive and orders them between threads.
+unsafe impl<T: Send> Sync for UnderRingLock<T> {}
+
+impl<T> UnderRingLock<T> {
+    fn new(owner: &VringState<GuestMemory>, value: T) -> Self {
+        UnderRingLock {
+            owner: std::ptr::from_ref(owner).addr(),
+            value: std::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// The value, for as long as `guard`, the write guard of the owner's lock, is borrowed;
+    /// `None` for the guard of another ring's lock (a bug).
+    fn get<'g>(
+        &'g self,
+        guard: &'g mut RwLockWriteGuard<'_, VringState<GuestMemory>>,
+    ) -> Option<&'g mut T> {
+        if std::ptr::from_ref::<VringState<GuestMemory>>(guard).addr() != self.owner {
+            log::error!("bug: a ring's state used under another ring's lock");
+            return None;
+        }
+        // SAFETY: `guard` is the write guard of the lock that owns `value` (checked above),
+        // so no other thread holds that lock; it stays mutably borrowed for 'g, so no second
+        // reference can be made through it while this one lives.
+        Some(unsafe { &mut *self.value.get() })
+    }
+}
+
+impl<T> std::fmt::Debug for UnderRingLock<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnderRingLock").finish_non_exhaustive()
+    }
+}
+
+/// The memory table the ring was last checked to run in: its regions lie inside their files
+/// and the ring's layout fits. A `Weak`: it keeps the table's allocation, so that no later
+/// table can get its address while this names it, but not the table (its mappings go as
+/// soon as the library replaces it). `Weak::new()` names no table.
+type CheckedMemory = Weak<GuestMemoryMmap>;
 
 /// Kick descriptors of a running ring a frontend may replace before further replacements
 /// are refused (each replaced one is kept, to be drained, while the frontend holds it).
@@ -145,9 +187,8 @@ const MAX_RETIRED_KICKS: usize = 4;
 
 #[derive(Debug)]
 struct Health {
-    /// The address of the memory in [`Checked::memory`], or 0: the lock-free fast path.
-    checked: AtomicUsize,
-    slow: Mutex<Checked>,
+    /// Under the ring's lock; see [`Vring::lock_running`].
+    checked: UnderRingLock<CheckedMemory>,
     /// The ring was broken by its driver or frontend; stays stopped until set up again.
     stopped: AtomicBool,
     reports: Reports,
@@ -238,54 +279,53 @@ impl Vring {
         &self.health.reports
     }
 
-    /// Forgets what was checked (the ring's layout changed), under the state lock.
-    fn reconfigured(&self) {
-        self.health.checked.store(0, Ordering::Release);
+    /// Forgets what was checked (the ring's layout changed) and releases that table.
+    fn reconfigured(&self, state: &mut RwLockWriteGuard<'_, VringState<GuestMemory>>) {
+        if let Some(checked) = self.health.checked.get(state) {
+            *checked = Weak::new();
+        }
         self.health.stopped.store(false, Ordering::Relaxed);
     }
 
     /// Locks the ring and returns the memory to run it in, or `None` when it must not run:
     /// not started, stopped, or not (yet) fitting into a safe memory table. Reports a ring
     /// that does not fit once.
+    ///
+    /// The table is checked when the ring first sees it (the library replaces the whole
+    /// table on SET_MEM_TABLE/ADD_MEM_REG, and the ring's setters forget the check); after
+    /// that, one pointer comparison under the ring's lock.
     pub fn lock_running(
         &self,
     ) -> Option<(
         RwLockWriteGuard<'_, VringState<GuestMemory>>,
         Arc<GuestMemoryMmap>,
     )> {
-        let state = self.inner.get_mut();
+        let mut state = self.inner.get_mut();
         if self.is_stopped() || !state.get_queue().ready() {
             return None;
         }
         let memory = self.mem.memory().into_inner();
-        let key = Arc::as_ptr(&memory) as usize;
-        if self.health.checked.load(Ordering::Acquire) == key {
+        let checked = self.health.checked.get(&mut state)?;
+        if std::ptr::eq(checked.as_ptr(), Arc::as_ptr(&memory)) {
             return Some((state, memory));
         }
-        // Slow path: a new memory table or ring layout.
-        let mut slow = self
-            .health
-            .slow
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.health.checked.store(0, Ordering::Release);
-        slow.memory = None;
+        // A new memory table or ring layout.
+        *checked = Weak::new();
         if memory.num_regions() == 0 {
             // Not set up yet (a kick before SET_MEM_TABLE): nothing to do, nothing wrong.
             return None;
         }
-        let checked = check_regions(&memory)
+        let result = check_regions(&memory)
             .map_err(RingError::from)
             .and_then(|()| check_layout(&state, &memory));
-        match checked {
+        match result {
             Ok(()) => {
-                self.health.checked.store(key, Ordering::Release);
-                slow.memory = Some(Arc::clone(&memory));
+                *self.health.checked.get(&mut state)? = Arc::downgrade(&memory);
                 Some((state, memory))
             }
             Err(e) => {
                 drop(state);
-                self.stop(format_args!("{}", crate::report::Chain(&e)));
+                self.stop(format_args!("{}", crate::report::ErrorChain(&e)));
                 None
             }
         }
@@ -354,7 +394,7 @@ impl Vring {
             Err(e) => {
                 self.health.reports.warn(format_args!(
                     "{what} descriptor refused: {}",
-                    crate::report::Chain(&e)
+                    crate::report::ErrorChain(&e)
                 ));
                 None
             }
@@ -372,12 +412,13 @@ impl<'a> VringStateMutGuard<'a, GuestMemory> for Vring {
 
 impl VringT<GuestMemory> for Vring {
     fn new(mem: GuestMemory, max_queue_size: u16) -> Result<Self, QueueError> {
+        let inner = VringRwLock::new(mem.clone(), max_queue_size)?;
+        let checked = UnderRingLock::new(&inner.get_ref(), Weak::new());
         Ok(Vring {
-            inner: VringRwLock::new(mem.clone(), max_queue_size)?,
+            inner,
             mem,
             health: Arc::new(Health {
-                checked: AtomicUsize::new(0),
-                slow: Mutex::new(Checked::default()),
+                checked,
                 stopped: AtomicBool::new(false),
                 reports: Reports::new(REPORTS_PER_RING),
                 retired: Mutex::new(Vec::new()),
@@ -428,7 +469,7 @@ impl VringT<GuestMemory> for Vring {
         used_ring: u64,
     ) -> Result<(), QueueError> {
         let mut state = self.inner.get_mut();
-        self.reconfigured();
+        self.reconfigured(&mut state);
         state.set_queue_info(desc_table, avail_ring, used_ring)
     }
 
@@ -438,7 +479,7 @@ impl VringT<GuestMemory> for Vring {
 
     fn set_queue_next_avail(&self, base: u16) {
         let mut state = self.inner.get_mut();
-        self.reconfigured();
+        self.reconfigured(&mut state);
         state.get_queue_mut().set_next_avail(base);
     }
 
@@ -453,7 +494,7 @@ impl VringT<GuestMemory> for Vring {
         if let Err(e) = check_regions(&memory) {
             self.health.reports.warn(format_args!(
                 "used index not read: {}",
-                crate::report::Chain(&e)
+                crate::report::ErrorChain(&e)
             ));
             return Err(QueueError::QueueNotReady);
         }
@@ -466,7 +507,7 @@ impl VringT<GuestMemory> for Vring {
 
     fn set_queue_size(&self, num: u16) {
         let mut state = self.inner.get_mut();
-        self.reconfigured();
+        self.reconfigured(&mut state);
         state.get_queue_mut().set_size(num);
     }
 
@@ -476,7 +517,7 @@ impl VringT<GuestMemory> for Vring {
 
     fn set_queue_ready(&self, ready: bool) {
         let mut state = self.inner.get_mut();
-        self.reconfigured();
+        self.reconfigured(&mut state);
         state.get_queue_mut().set_ready(ready);
     }
 

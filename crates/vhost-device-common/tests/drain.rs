@@ -213,3 +213,99 @@ fn a_memory_table_swapped_for_zeroed_memory_is_survived() {
         "an available index behind the device is out of range"
     );
 }
+
+/// A memory table the frontend sends after the ring checked the previous one is checked
+/// before the ring touches it: a region beyond its file stops the ring instead of raising
+/// SIGBUS, and a good table after it runs again.
+#[test]
+fn a_table_that_arrives_after_the_check_is_checked_again() {
+    let good = |len| {
+        GuestMemoryMmap::from_ranges_with_files(&[(
+            GuestAddress(0),
+            0x10_0000,
+            Some(FileOffset::new(memfd(len), 0)),
+        )])
+        .unwrap()
+    };
+    let first = good(0x10_0000);
+    let (mem, v, mut d) = setup(first, true);
+    d.post(&[Buf::In(1)]).unwrap();
+    let mut echo = Echo::default();
+    drain(&v, &mut echo);
+    assert_eq!(echo.seen, 1, "the first table was checked and runs");
+
+    // Same layout, but a 64 KiB file behind the 1 MiB region: the ring at 0x1000.. is inside
+    // the file, the descriptor's buffer at 0x80000 is not.
+    let short = good(0x1_0000);
+    let mut d = RingDriver::new(short.clone(), RINGS).unwrap();
+    mem.lock().unwrap().replace(short);
+    d.post(&[Buf::In(1)]).unwrap();
+    drain(&v, &mut echo);
+    assert_eq!(
+        echo.seen, 1,
+        "no chain of the unchecked table reaches the device"
+    );
+    assert!(v.is_stopped(), "the new table was checked and refused");
+
+    let again = good(0x10_0000);
+    mem.lock().unwrap().replace(again.clone());
+    v.set_queue_next_avail(0);
+    let mut d = RingDriver::new(again, RINGS).unwrap();
+    d.post(&[Buf::In(1)]).unwrap();
+    drain(&v, &mut echo);
+    assert_eq!(echo.seen, 2, "a good table after it runs");
+}
+
+/// The ring remembers which table it checked without keeping it: once the library replaces
+/// a table, its mappings go at once, not at the next kick.
+#[test]
+fn a_replaced_table_is_not_kept_mapped_by_the_ring() {
+    let (mem, v, mut d) = setup(anon(0x10_0000), true);
+    d.post(&[Buf::In(1)]).unwrap();
+    let mut echo = Echo::default();
+    drain(&v, &mut echo);
+    assert_eq!(echo.seen, 1);
+    let checked =
+        std::sync::Arc::downgrade(&vm_memory::GuestAddressSpace::memory(&mem).into_inner());
+    assert!(checked.upgrade().is_some(), "the table in use is alive");
+    mem.lock().unwrap().replace(anon(0x10_0000));
+    assert!(
+        checked.upgrade().is_none(),
+        "the checked table was released when it was replaced"
+    );
+    // And a layout change after a check does not keep it either.
+    let (mem, v, mut d) = setup(anon(0x10_0000), true);
+    d.post(&[Buf::In(1)]).unwrap();
+    drain(&v, &mut echo);
+    let checked =
+        std::sync::Arc::downgrade(&vm_memory::GuestAddressSpace::memory(&mem).into_inner());
+    v.set_queue_info(RINGS.desc, RINGS.avail, RINGS.used)
+        .unwrap();
+    mem.lock().unwrap().replace(anon(0x10_0000));
+    assert!(checked.upgrade().is_none());
+}
+
+/// The drain loop takes chains from the available ring a few dozen at a time; a kick with
+/// more than that available still gets every one of them, in order.
+#[test]
+fn a_kick_with_more_chains_than_one_take_drains_them_all() {
+    let rings = Rings { size: 128, ..RINGS };
+    for event_idx in [false, true] {
+        let mmap = anon(0x10_0000);
+        let mem = GuestMemoryAtomic::new(mmap.clone());
+        let (v, _call) = vring::<Vring>(&mem, rings, event_idx).unwrap();
+        let mut d = RingDriver::new(mmap, rings).unwrap();
+        let posted: Vec<u16> = (0..100).map(|_| d.post(&[Buf::In(1)]).unwrap().0).collect();
+        let mut echo = Echo::default();
+        drain(&v, &mut echo);
+        assert_eq!(echo.seen, posted.len(), "event_idx={event_idx}");
+        let returned: Vec<u16> = d
+            .used()
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| u16::try_from(id).unwrap())
+            .collect();
+        assert_eq!(returned, posted, "every chain returned once, in order");
+        assert!(!v.is_stopped());
+    }
+}

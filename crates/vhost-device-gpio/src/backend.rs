@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use log::{error, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_device_common::queue::{self, UsedRing, WorkerExitEvents};
-use vhost_device_common::report::Chain;
+use vhost_device_common::report::ErrorChain;
 use vhost_device_common::serve::DaemonBackend;
 use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring, memory};
 use vhost_user_backend::{VhostUserBackend, VringEpollHandler};
@@ -184,7 +184,7 @@ where
     fn reset_device(&self) {
         // The frontend resets the device: nothing of the driver's state survives it.
         if let Err(e) = self.state().device.reset() {
-            warn!("device reset: {}", Chain(&e));
+            warn!("device reset: {}", ErrorChain(&e));
         }
     }
 
@@ -195,8 +195,8 @@ where
         memory::check_update(&mem)
     }
 
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        self.shared.exit_events.create()
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        self.shared.exit_events.create(thread_index)
     }
 
     fn handle_event(
@@ -227,7 +227,7 @@ where
             (v, _) => Err(WorkerError::Vrings(v.len())),
         };
         result.map_err(|e| {
-            error!("GPIO worker stops: {}", Chain(&e));
+            error!("GPIO worker stops: {}", ErrorChain(&e));
             io::Error::other(e)
         })
     }

@@ -8,7 +8,7 @@
 use log::debug;
 use vhost_device_common::chain::{self, ChainError, ChainLayout, Segments};
 use vhost_device_common::queue::{ChainMemory, ChainSink, UsedRing};
-use vhost_device_common::report::Chain;
+use vhost_device_common::report::ErrorChain;
 use virtio_gpio_core::device::DeviceError;
 use virtio_gpio_core::msg::{
     self, EVENT_REQUEST_SIZE, EventRequestError, REQUEST_SIZE, RESPONSE_SIZE, RequestError,
@@ -81,7 +81,7 @@ pub fn process_request<H: GpioHost, M: GuestMemory + ?Sized>(
     match execute(device, mem, chain, on_event, trace) {
         Ok(len) => used_len(len),
         Err(e) => {
-            debug!("request {}: {}", chain.head, Chain(&e));
+            debug!("request {}: {}", chain.head, ErrorChain(&e));
             if trace && !matches!(e, RequestFailure::Device(_)) {
                 crate::trace::malformed(&e);
             }

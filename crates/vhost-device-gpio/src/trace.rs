@@ -8,7 +8,7 @@ use std::fmt;
 
 use log::info;
 use vhost_device_common::logging::TRACE;
-use vhost_device_common::report::Chain;
+use vhost_device_common::report::ErrorChain;
 use virtio_gpio_core::msg::{Command, Direction, IrqType};
 use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost};
 
@@ -94,13 +94,13 @@ pub fn request<H: GpioHost, T, E: std::error::Error + 'static>(
             info!(target: TRACE, "{message} -> OK ({n} bytes)");
         }
         (_, Ok(_)) => info!(target: TRACE, "{message} -> OK"),
-        (_, Err(e)) => info!(target: TRACE, "{message} -> ERR ({})", Chain(e)),
+        (_, Err(e)) => info!(target: TRACE, "{message} -> ERR ({})", ErrorChain(e)),
     }
 }
 
 /// Traces a message that could not be decoded or answered.
 pub fn malformed(error: &(dyn std::error::Error + 'static)) {
-    info!(target: TRACE, "(malformed request) -> ERR ({})", Chain(error));
+    info!(target: TRACE, "(malformed request) -> ERR ({})", ErrorChain(error));
 }
 
 /// Traces an eventq buffer that named no valid line.

@@ -81,8 +81,8 @@ impl VhostUserBackend for I2cBackend {
         memory::check_update(&mem)
     }
 
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        self.inner.exit_events.create()
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        self.inner.exit_events.create(thread_index)
     }
 
     fn handle_event(

@@ -6,7 +6,7 @@
 use log::{debug, error};
 use vhost_device_common::chain::{ChainLayout, Segments, layout};
 use vhost_device_common::queue::{ChainSink, UsedRing};
-use vhost_device_common::report::Chain;
+use vhost_device_common::report::ErrorChain;
 use virtio_i2c_core::chain::{self, ChainShape, Decoded, PAYLOAD_OFFSET};
 use virtio_i2c_core::group::{GroupFailure, Pushed};
 use virtio_i2c_core::request::OUT_HDR_LEN;
@@ -90,7 +90,7 @@ impl RequestSink<'_> {
         match err {
             None => {}
             // Guests probe absent addresses routinely: not worth more than a debug line.
-            Some(GroupFailure::Exec(e)) => debug!("transfer failed: {}", Chain(&e)),
+            Some(GroupFailure::Exec(e)) => debug!("transfer failed: {}", ErrorChain(&e)),
             // A bug in the group's bookkeeping: loud, and the group was failed, not truncated.
             Some(e @ GroupFailure::Internal(_)) => error!("{e}"),
         }
