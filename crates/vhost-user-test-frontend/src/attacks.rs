@@ -1496,8 +1496,17 @@ pub fn connect_disconnect_10000(dut: &mut Dut) -> Outcome {
     dut.mark();
     let start = Instant::now();
     for i in 0..CYCLES {
-        match UnixStream::connect(dut.socket()) {
+        // Bounded: a daemon that stops accepting fills the backlog, and the connect then
+        // fails once the suite's time is up instead of blocking.
+        let left = LIMIT.saturating_sub(start.elapsed());
+        match crate::socket::connect(dut.socket(), left) {
             Ok(s) => drop(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(format!(
+                    "connection {i}: the daemon did not accept within {LIMIT:?} in all \
+                     (its backlog stayed full)"
+                ));
+            }
             Err(e) => {
                 dut.alive()
                     .map_err(|d| format!("after {i} connections: {d}"))?;
