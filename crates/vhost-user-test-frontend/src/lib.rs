@@ -8,8 +8,9 @@
 //!
 //! The hostile-frontend suite is built from three modules: [`raw`] speaks the wire format
 //! itself (so it can send what a correct frontend never would), [`dut`] runs a daemon binary
-//! and checks it after an attack (alive, idle CPU, bounded log, GET_VRING_BASE answered, a
-//! fresh connection served within a second), and [`attacks`] holds one function per attack;
+//! and checks it after every round of an attack (alive, idle CPU, bounded log, no kept
+//! descriptors, GET_VRING_BASE answered, a fresh connection served within a second), and
+//! [`attacks`] holds one function per attack;
 //! a daemon crate lists them with [`hostile_frontend_tests!`].
 //!
 //! ```no_run
