@@ -72,8 +72,18 @@ cargo test --locked --target "$TARGET" -p virtio-i2c-core -p virtio-gpio-core \
     2>&1 | tee "$WORK/unit.log" || die "unit tests under qemu-aarch64 failed"
 grep -q "Running unittests.*$TARGET" "$WORK/unit.log" || die "no $TARGET unit test binary ran"
 passed=$(awk '/^test result:/ {n += $4} END {print n + 0}' "$WORK/unit.log")
+ignored=$(awk '/^test result:/ {n += $8} END {print n + 0}' "$WORK/unit.log")
 suites=$(grep -c '^test result:' "$WORK/unit.log" || true)
-((passed > 0)) || die "no unit test passed under qemu-aarch64"
+# Counted against the tests the arm64 binaries contain (listed by the same binaries under
+# the emulator), not just "more than none": a binary or a test that silently did not run
+# shows as a shortfall.
+cargo test --locked --target "$TARGET" -p virtio-i2c-core -p virtio-gpio-core \
+    -p vhost-device-common -p vhost-device-i2c -p vhost-device-gpio --lib --bins \
+    -- --list >"$WORK/unit-list.log" 2>&1 || die "listing the unit tests under qemu-aarch64 failed"
+expected=$(grep -c ': test$' "$WORK/unit-list.log" || true)
+((expected > 0)) || die "the arm64 unit test binaries list no test"
+((passed + ignored == expected)) \
+    || die "unit tests under qemu-aarch64: $passed passed + $ignored ignored, but the binaries hold $expected"
 log "unit tests under qemu-aarch64: $passed passed in $suites test binaries"
 step_done unit-tests
 

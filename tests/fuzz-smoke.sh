@@ -23,7 +23,13 @@ cd fuzz
 # the only unsafe code on the path), and the runs are several times faster.
 cargo +nightly fuzz build -s none
 failed=()
+# Counted against fuzz/Cargo.toml's [[bin]] targets: an empty or short list fails instead of
+# passing with nothing fuzzed.
+expected=$(grep -c '^\[\[bin\]\]' Cargo.toml || true)
+((expected > 0)) || { echo "fuzz smoke: fuzz/Cargo.toml declares no target"; exit 1; }
+ran=0
 for target in $(cargo +nightly fuzz list); do
+    ran=$((ran + 1))
     work=$(mktemp -d)
     log="$work/log"
     echo "== fuzz $target (${seconds} s)"
@@ -31,6 +37,12 @@ for target in $(cargo +nightly fuzz list); do
         -max_total_time="$seconds" -timeout=10 -max_len=1024 -print_final_stats=1 \
         >"$log" 2>&1; then
         grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units' "$log" || true
+        # A run that executed no input fuzzed nothing, whatever its exit status.
+        units=$(awk '/^stat::number_of_executed_units:/ {print $2}' "$log" | tail -n 1)
+        if ! [[ "${units:-0}" =~ ^[0-9]+$ ]] || ((${units:-0} == 0)); then
+            echo "!! $target executed no input (stat::number_of_executed_units: ${units:-absent})"
+            failed+=("$target")
+        fi
     else
         tail -n 40 "$log"
         echo "!! $target failed; the input is under fuzz/artifacts/$target/"
@@ -38,6 +50,10 @@ for target in $(cargo +nightly fuzz list); do
     fi
     rm -rf "$work"
 done
+if ((ran != expected)); then
+    echo "fuzz smoke: $ran targets ran, fuzz/Cargo.toml declares $expected"
+    exit 1
+fi
 if ((${#failed[@]})); then
     echo "fuzz smoke failed: ${failed[*]}"
     exit 1

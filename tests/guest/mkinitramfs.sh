@@ -65,7 +65,7 @@ done < <("$BB" --list-full)
 # The list is read once: `busybox --list | grep -q` fails under pipefail when grep stops
 # reading before busybox has written its last line (SIGPIPE).
 applets="$("$BB" --list)"
-for a in i2cdetect i2cget i2cset i2ctransfer hwclock insmod mount reboot sh; do
+for a in i2cdetect i2cget i2cset i2ctransfer hwclock insmod mount reboot sh timeout; do
     grep -qx "$a" <<<"$applets" || die "busybox lacks the applet $a"
 done
 

@@ -1,7 +1,8 @@
 //! The attacks of the hostile-frontend suite, each a function over a [`Dut`]: it attacks
 //! through [`crate::raw`], then runs the checks of [`Dut::check_after`] (alive, idle CPU,
 //! GET_VRING_BASE answered, a fresh connection answered within a second, bounded log).
-//! An attack that runs several rounds checks between them with [`Dut::quick_check`].
+//! An attack that runs several rounds gives every round the same checks
+//! ([`Dut::check_round`], idle CPU over a shorter window), the last one [`Dut::check_after`].
 //!
 //! A refusal by the daemon (a failure ack or a closed connection) is always an acceptable
 //! answer to a bad message; a hang, a death, a spin, a flood or a broken next connection
@@ -182,12 +183,7 @@ fn kick_before_mem_table_with(dut: &mut Dut, event_idx: bool) -> Outcome {
             ..opts(dut, event_idx)
         },
     )?;
-    let answered = fe.conn.get_vring_base(0, Duration::from_secs(1));
-    if let Err(RawError::Timeout(_)) = answered {
-        note("without protocol features: GET_VRING_BASE got no reply".to_owned());
-    }
-    drop(fe);
-    dut.quick_check("an early kick without protocol features")?;
+    dut.check_round("an early kick without protocol features", Some(fe))?;
     dut.mark();
     let fe = early_kick(dut, opts(dut, event_idx))?;
     dut.check_after(Some(fe))
@@ -351,8 +347,7 @@ pub fn vring_index_out_of_range(dut: &mut Dut) -> Outcome {
         } else {
             fate(fe.send_acked(request, &payload, fds), what)?;
         }
-        drop(fe);
-        dut.quick_check(what)?;
+        dut.check_round(what, Some(fe))?;
     }
     dut.mark();
     let fe = dut.good(dut.options())?;
@@ -753,8 +748,7 @@ pub fn get_config_huge_offset_and_size(dut: &mut Dut) -> Outcome {
             Err(e) if e.is_closed() => {}
             Err(e) => note(format!("{what}: {}", chain(&e))),
         }
-        drop(fe);
-        dut.quick_check(&what)?;
+        dut.check_round(&what, Some(fe))?;
     }
     dut.mark();
     let fe = dut.good(dut.options())?;
@@ -771,8 +765,7 @@ pub fn unknown_feature_bits(dut: &mut Dut) -> Outcome {
     fe.run_until(5).map_err(err("negotiation"))?;
     fe.set_acked_features(u64::MAX);
     let _ = fate(fe.finish(), "SET_FEATURES u64::MAX")?;
-    drop(fe);
-    dut.quick_check("SET_FEATURES u64::MAX")?;
+    dut.check_round("SET_FEATURES u64::MAX", Some(fe))?;
 
     // One unknown bit (50) beside the offered ones; if accepted the device must serve.
     dut.mark();
@@ -783,8 +776,7 @@ pub fn unknown_feature_bits(dut: &mut Dut) -> Outcome {
     if fate(fe.finish(), "SET_FEATURES with bit 50")? == Fate::Accepted {
         same_connection_serves(dut, &mut fe)?;
     }
-    drop(fe);
-    dut.quick_check("SET_FEATURES with bit 50")?;
+    dut.check_round("SET_FEATURES with bit 50", Some(fe))?;
 
     // Every protocol feature bit.
     dut.mark();
@@ -820,8 +812,7 @@ pub fn unknown_messages(dut: &mut Dut) -> Outcome {
             )
             .map_err(err("send"))?;
         answered_or_closed(&fe, &what);
-        drop(fe);
-        dut.quick_check(&what)?;
+        dut.check_round(&what, Some(fe))?;
     }
     dut.mark();
     let fe = dut.good(dut.options())?;
@@ -926,15 +917,9 @@ pub fn oversized_and_malformed_messages(dut: &mut Dut) -> Outcome {
             Err(e) if e.is_closed() => {}
             Err(e) => return Err(format!("{what}: {}", chain(&e))),
         }
-        // Whatever the daemon does with it, the connection must either close or answer.
-        match fe.conn.get_vring_base(0, Duration::from_secs(1)) {
-            Ok(_) => {}
-            Err(e) if e.is_closed() => {}
-            Err(RawError::BadReply { .. }) => {}
-            Err(e) => note(format!("{what}: then GET_VRING_BASE: {}", chain(&e))),
-        }
-        drop(fe);
-        dut.quick_check(what)?;
+        // Whatever the daemon does with it, the connection must either close or answer
+        // GET_VRING_BASE (a check of every round).
+        dut.check_round(what, Some(fe))?;
     }
     // The last one is checked in full, with the connection kept open.
     dut.mark();
@@ -1161,14 +1146,19 @@ pub fn kick_fd_is_not_an_eventfd(dut: &mut Dut) -> Outcome {
         ("a memfd", mem.as_raw_fd()),
         ("a socket", sock.as_raw_fd()),
     ];
-    for (what, fd) in fds {
+    let last = fds.len().saturating_sub(1);
+    for (i, (what, fd)) in fds.into_iter().enumerate() {
         dut.mark();
         let (mut fe, verdict) = with_kick_fd(dut, &[0], fd)?;
         if verdict == Fate::Accepted {
             post_good(dut, &mut fe)?;
         }
-        dut.check_after(Some(fe))
-            .map_err(|e| format!("kick fd {what}: {e}"))?;
+        if i == last {
+            dut.check_after(Some(fe))
+                .map_err(|e| format!("kick fd {what}: {e}"))?;
+        } else {
+            dut.check_round(&format!("kick fd {what}"), Some(fe))?;
+        }
     }
     Ok(())
 }
@@ -1378,8 +1368,7 @@ pub fn wrong_number_of_fds(dut: &mut Dut) -> Outcome {
             Err(e) => return Err(format!("{what}: {}", chain(&e))),
         }
         answered_or_closed(&fe, what);
-        drop(fe);
-        dut.quick_check(what)?;
+        dut.check_round(what, Some(fe))?;
     }
     dut.mark();
     let fe = dut.good(dut.options())?;
@@ -1432,7 +1421,7 @@ pub fn drop_at_every_handshake_step(dut: &mut Dut) -> Outcome {
         fe.run_until(k)
             .map_err(|e| format!("handshake step {k}: {}", chain(&e)))?;
         drop(fe);
-        dut.quick_check(&format!("dropping after {k} handshake steps"))?;
+        dut.check_round(&format!("dropping after {k} handshake steps"), None)?;
     }
     // Half a message: a SET_VRING_ADDR header announcing 40 bytes, 10 of them sent.
     dut.mark();
@@ -1440,7 +1429,7 @@ pub fn drop_at_every_handshake_step(dut: &mut Dut) -> Outcome {
     let whole = raw::message(code::SET_VRING_ADDR, raw::FLAG_VERSION, 40, &[0u8; 10]);
     fe.conn.send_bytes(&whole, &[]).map_err(err("send"))?;
     drop(fe);
-    dut.quick_check("dropping in the middle of a message")?;
+    dut.check_round("dropping in the middle of a message", None)?;
     // Requests in flight.
     dut.mark();
     let mut fe = dut.good(dut.options())?;
@@ -1449,9 +1438,8 @@ pub fn drop_at_every_handshake_step(dut: &mut Dut) -> Outcome {
     }
     kick(&mut fe, 0)?;
     drop(fe);
-    dut.quick_check("dropping with requests in flight")?;
-    dut.mark();
     dut.check_after(None)
+        .map_err(|e| format!("after dropping with requests in flight: {e}"))
 }
 
 /// A second client connects while a first is served: the first must not be disturbed, and
@@ -1492,12 +1480,21 @@ pub fn connect_disconnect_10000(dut: &mut Dut) -> Outcome {
     const CYCLES: usize = 10_000;
     const LIMIT: Duration = Duration::from_secs(30);
     dut.fresh_answer()?;
-    let before = settled_fd_count(dut, None)?;
+    let before = dut.settled_fd_count(None)?;
     dut.mark();
     let start = Instant::now();
     for i in 0..CYCLES {
-        match UnixStream::connect(dut.socket()) {
+        // Bounded: a daemon that stops accepting fills the backlog, and the connect then
+        // fails once the suite's time is up instead of blocking.
+        let left = LIMIT.saturating_sub(start.elapsed());
+        match crate::socket::connect(dut.socket(), left) {
             Ok(s) => drop(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(format!(
+                    "connection {i}: the daemon did not accept within {LIMIT:?} in all \
+                     (its backlog stayed full)"
+                ));
+            }
             Err(e) => {
                 dut.alive()
                     .map_err(|d| format!("after {i} connections: {d}"))?;
@@ -1522,7 +1519,7 @@ pub fn connect_disconnect_10000(dut: &mut Dut) -> Outcome {
         }
     }
     let elapsed = start.elapsed();
-    let after = settled_fd_count(dut, Some(before))?;
+    let after = dut.settled_fd_count(Some(before))?;
     let mut failures = Vec::new();
     if after > before.saturating_add(2) {
         failures.push(format!(
@@ -1544,23 +1541,5 @@ pub fn connect_disconnect_10000(dut: &mut Dut) -> Outcome {
         Ok(())
     } else {
         Err(failures.join("; "))
-    }
-}
-
-/// The daemon's fd count once it has settled: equal to `target` (when given) or unchanged
-/// for 100 ms, within 2 s; the last count otherwise.
-fn settled_fd_count(dut: &Dut, target: Option<usize>) -> Result<usize, String> {
-    let deadline = Instant::now().checked_add(Duration::from_secs(2));
-    let mut last = dut.fd_count()?;
-    loop {
-        if target.is_some_and(|t| last <= t) || deadline.is_none_or(|d| Instant::now() >= d) {
-            return Ok(last);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        let now = dut.fd_count()?;
-        if target.is_none() && now == last {
-            return Ok(now);
-        }
-        last = now;
     }
 }

@@ -60,10 +60,25 @@ pub fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
     })
 }
 
-/// Waits until `fd` is readable (no timeout: the peer always answers).
+/// How long one round trip of the floor may take before the benchmark fails (the peer is
+/// a thread of this process that always answers; a bug must not hang the benchmark).
+const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Waits until `fd` is readable, for at most [`ROUND_TRIP_LIMIT`].
 fn poll_readable(fd: &EventFd) -> io::Result<()> {
-    while !crate::poll::readable(fd, None)? {}
-    Ok(())
+    let start = Instant::now();
+    loop {
+        let left = ROUND_TRIP_LIMIT.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the device thread did not signal within {ROUND_TRIP_LIMIT:?}"),
+            ));
+        }
+        if crate::poll::readable(fd, Some(left))? {
+            return Ok(());
+        }
+    }
 }
 
 /// The CPUs this thread may run on, in increasing order.

@@ -17,8 +17,15 @@ use crate::raw::{RawError, RawFrontend, RawOptions};
 
 /// How long a fresh connection may take to get its correct answer.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
-/// The window over which idle CPU is measured.
+/// The window over which idle CPU is measured after an attack's last round.
 pub const CPU_WINDOW: Duration = Duration::from_secs(1);
+/// The window over which idle CPU is measured after each earlier round: shorter, so that
+/// every round of a 40-round attack can be checked, and still a real measurement because
+/// CPU time is read in nanoseconds (a process CPU clock), not in 10 ms clock ticks.
+pub const ROUND_CPU_WINDOW: Duration = Duration::from_millis(100);
+/// Most open descriptors a daemon may hold after an attack beyond what it held before,
+/// each time measured once a fresh connection has come and gone.
+pub const MAX_FD_GROWTH: usize = 0;
 /// Largest share of one core an idle daemon may use over [`CPU_WINDOW`].
 pub const MAX_IDLE_CPU: f64 = 0.05;
 /// Most log lines one attack (with its checks) may add.
@@ -55,6 +62,8 @@ pub struct Dut {
     pid: u32,
     /// Byte offset of the log at the start of the current attack.
     log_mark: u64,
+    /// Open descriptors once the first fresh connection had come and gone.
+    fd_baseline: usize,
 }
 
 impl Dut {
@@ -74,12 +83,19 @@ impl Dut {
                 describe_exit(status)
             ));
         }
-        Ok(Dut {
+        let mut dut = Dut {
             target,
             daemon,
             pid,
             log_mark: 0,
-        })
+            fd_baseline: 0,
+        };
+        // The baseline of the descriptor check: the state after a fresh connection, which
+        // is also the state every check leaves the daemon in.
+        dut.fresh_answer()
+            .map_err(|e| format!("{}: before any attack: {e}", target.name))?;
+        dut.fd_baseline = dut.settled_fd_count(None)?;
+        Ok(dut)
     }
 
     /// The socket path.
@@ -120,40 +136,42 @@ impl Dut {
         }
     }
 
-    /// CPU time (user + system, all threads) used so far, in clock ticks.
-    pub fn cpu_ticks(&self) -> Result<u64, String> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .map_err(|e| format!("cannot read /proc/{}/stat: {e}", self.pid()))?;
-        // Fields after the command name (which may contain spaces) in parentheses.
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .ok_or("malformed /proc stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
-        let field = |i: usize| -> Result<u64, String> {
-            fields
-                .get(i)
-                .and_then(|f| f.parse().ok())
-                .ok_or_else(|| format!("no field {i} in /proc stat"))
+    /// CPU time (user + system, all threads, live and exited) used so far, read from the
+    /// process's CPU-time clock (nanosecond resolution).
+    pub fn cpu_time(&self) -> Result<Duration, String> {
+        let pid = libc::pid_t::try_from(self.pid).map_err(|e| format!("pid: {e}"))?;
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: `clock` is a valid clockid_t to write; the result is checked.
+        let rc = unsafe { libc::clock_getcpuclockid(pid, &mut clock) };
+        if rc != 0 {
+            return Err(format!(
+                "clock_getcpuclockid({pid}): {}",
+                std::io::Error::from_raw_os_error(rc)
+            ));
+        }
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
         };
-        Ok(field(11)?.saturating_add(field(12)?))
+        // SAFETY: `ts` is a valid timespec to write; the result is checked.
+        if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+            return Err(format!(
+                "CPU clock of {pid}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let secs = u64::try_from(ts.tv_sec).map_err(|e| format!("CPU clock: {e}"))?;
+        let nanos = u32::try_from(ts.tv_nsec).map_err(|e| format!("CPU clock: {e}"))?;
+        Ok(Duration::new(secs, nanos))
     }
 
-    /// Share of one core used over [`CPU_WINDOW`].
-    pub fn cpu_share(&self) -> Result<f64, String> {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = u32::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
-        let before = self.cpu_ticks()?;
+    /// Share of one core used over `window`.
+    pub fn cpu_share(&self, window: Duration) -> Result<f64, String> {
+        let before = self.cpu_time()?;
         let start = Instant::now();
-        std::thread::sleep(CPU_WINDOW);
-        let ticks = self.cpu_ticks()?.saturating_sub(before);
-        let seconds = Duration::from_secs(ticks)
-            .checked_div(hz)
-            .unwrap_or_default()
-            .as_secs_f64();
-        Ok(seconds / start.elapsed().as_secs_f64())
+        std::thread::sleep(window);
+        let used = self.cpu_time()?.saturating_sub(before);
+        Ok(used.as_secs_f64() / start.elapsed().as_secs_f64())
     }
 
     /// Number of open file descriptors.
@@ -161,6 +179,26 @@ impl Dut {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .map(Iterator::count)
             .map_err(|e| format!("cannot list /proc/{}/fd: {e}", self.pid()))
+    }
+
+    /// The fd count once it has settled: at most `target` (when given; polled every 5 ms,
+    /// as a connection's teardown ends just after it closes) or unchanged for 100 ms, within
+    /// 2 s; the last count otherwise.
+    pub fn settled_fd_count(&self, target: Option<usize>) -> Result<usize, String> {
+        let deadline = Instant::now().checked_add(Duration::from_secs(2));
+        let mut last = self.fd_count()?;
+        let poll = Duration::from_millis(if target.is_some() { 5 } else { 100 });
+        loop {
+            if target.is_some_and(|t| last <= t) || deadline.is_none_or(|d| Instant::now() >= d) {
+                return Ok(last);
+            }
+            std::thread::sleep(poll);
+            let now = self.fd_count()?;
+            if target.is_none() && now == last {
+                return Ok(now);
+            }
+            last = now;
+        }
     }
 
     /// Marks the start of an attack: log growth is counted from here.
@@ -218,26 +256,36 @@ impl Dut {
         Ok(took)
     }
 
-    /// Alive, and a fresh connection answers correctly: the quick check between the rounds
-    /// of one attack.
-    pub fn quick_check(&mut self, what: &str) -> Result<(), String> {
-        self.alive().map_err(|e| format!("after {what}: {e}"))?;
-        self.fresh_answer()
-            .map(|_| ())
-            .map_err(|e| format!("after {what}: {e}"))?;
-        self.alive().map_err(|e| format!("after {what}: {e}"))
+    /// The checks after an attack, with the attacker's connection still open if it has one
+    /// (see [`Dut::check_after_window`]), idle CPU over [`CPU_WINDOW`].
+    pub fn check_after(&mut self, attacker: Option<RawFrontend>) -> Result<(), String> {
+        self.check_after_window(attacker, CPU_WINDOW)
+    }
+
+    /// The same checks after one round `what` of a several-round attack, idle CPU over
+    /// [`ROUND_CPU_WINDOW`]; the log is counted from the last [`Dut::mark`] (the start of
+    /// the round). Failures are prefixed with the round.
+    pub fn check_round(&mut self, what: &str, attacker: Option<RawFrontend>) -> Result<(), String> {
+        self.check_after_window(attacker, ROUND_CPU_WINDOW)
+            .map_err(|e| format!("after {what}: {e}"))
     }
 
     /// The checks after an attack, with the attacker's connection still open if it has one:
-    /// alive; idle CPU; GET_VRING_BASE answered (or the connection closed by the daemon);
-    /// then, with the attacker gone, a fresh connection answers within a second; the log grew
-    /// by at most [`MAX_LOG_LINES`] lines. Every failed check is reported.
-    pub fn check_after(&mut self, attacker: Option<RawFrontend>) -> Result<(), String> {
+    /// alive; idle CPU over `window`; GET_VRING_BASE answered (or the connection closed by
+    /// the daemon); then, with the attacker gone, a fresh connection answers within a second;
+    /// the open descriptors are back to what they were before the first attack; the log grew
+    /// by at most [`MAX_LOG_LINES`] lines since [`Dut::mark`]. Every failed check is
+    /// reported.
+    pub fn check_after_window(
+        &mut self,
+        attacker: Option<RawFrontend>,
+        window: Duration,
+    ) -> Result<(), String> {
         let mut failures = Vec::new();
         self.alive()?;
-        match self.cpu_share() {
+        match self.cpu_share(window) {
             Ok(share) if share > MAX_IDLE_CPU => failures.push(format!(
-                "busy while idle: {:.0}% of a core over {CPU_WINDOW:?}",
+                "busy while idle: {:.0}% of a core over {window:?}",
                 share * 100.0
             )),
             Ok(_) => {}
@@ -271,6 +319,16 @@ impl Dut {
             failures.push(e);
         }
         self.alive()?;
+        let baseline = self.fd_baseline;
+        let limit = baseline.saturating_add(MAX_FD_GROWTH);
+        match self.settled_fd_count(Some(limit)) {
+            Ok(now) if now > limit => failures.push(format!(
+                "open descriptors grew from {baseline} to {now} (limit +{MAX_FD_GROWTH}): \
+                 the attack's descriptors were kept"
+            )),
+            Ok(_) => {}
+            Err(e) => failures.push(e),
+        }
         let (bytes, lines, _) = self.log_since_mark();
         if lines > MAX_LOG_LINES || bytes > MAX_LOG_READ {
             failures.push(format!(

@@ -8,8 +8,9 @@
 //!
 //! The hostile-frontend suite is built from three modules: [`raw`] speaks the wire format
 //! itself (so it can send what a correct frontend never would), [`dut`] runs a daemon binary
-//! and checks it after an attack (alive, idle CPU, bounded log, GET_VRING_BASE answered, a
-//! fresh connection served within a second), and [`attacks`] holds one function per attack;
+//! and checks it after every round of an attack (alive, idle CPU, bounded log, no kept
+//! descriptors, GET_VRING_BASE answered, a fresh connection served within a second), and
+//! [`attacks`] holds one function per attack;
 //! a daemon crate lists them with [`hostile_frontend_tests!`].
 //!
 //! ```no_run
@@ -38,6 +39,7 @@ pub mod load;
 mod poll;
 mod queue;
 pub mod raw;
+pub mod socket;
 
 use std::fs::File;
 use std::io;
@@ -70,6 +72,9 @@ pub use queue::{
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between connection attempts.
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
+/// How long any one request of [`TestFrontend`] may wait for its reply (or to be sent)
+/// before the connection is shut down and the request fails with [`Error::NoReply`].
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `VIRTIO_RING_F_EVENT_IDX` as a feature mask.
 pub const FEATURE_EVENT_IDX: u64 = 1 << VIRTIO_RING_F_EVENT_IDX;
@@ -95,6 +100,33 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The listener did not take the connection: its backlog stayed full (it accepts
+    /// nothing) for the whole connect timeout.
+    #[error("{} did not take a connection within {timeout:?} (its backlog stayed full: it accepts nothing)", path.display())]
+    NotAccepted {
+        /// Socket path.
+        path: PathBuf,
+        /// How long the connect waited.
+        timeout: Duration,
+        /// The connect's error (`EAGAIN`).
+        #[source]
+        source: io::Error,
+    },
+    /// A request got no reply (or could not be sent) within [`REPLY_TIMEOUT`]: the backend
+    /// stopped answering, and the connection was shut down.
+    #[error("no reply to {request} within {timeout:?}: the backend stopped answering")]
+    NoReply {
+        /// The request waited for.
+        request: &'static str,
+        /// How long it waited.
+        timeout: Duration,
+        /// How the request failed once the connection was shut down.
+        #[source]
+        source: vhost::Error,
+    },
+    /// The watchdog thread that bounds every request could not be started.
+    #[error("cannot start the request watchdog")]
+    Watchdog(#[source] io::Error),
     /// A vhost-user request failed.
     #[error("vhost-user request failed")]
     Vhost(#[from] vhost::Error),
@@ -196,6 +228,7 @@ impl Default for FrontendOptions {
 /// A connected vhost-user frontend with its guest memory and queues.
 pub struct TestFrontend {
     frontend: Frontend,
+    watchdog: socket::Watchdog,
     mem: GuestMemoryMmap,
     queues: Vec<TestQueue>,
     offered_features: u64,
@@ -226,27 +259,64 @@ impl std::fmt::Debug for TestFrontend {
 }
 
 /// Connects to `path`, retrying while the daemon has not created or is not yet
-/// listening on the socket.
+/// listening on the socket, for at most [`CONNECT_TIMEOUT`] in all (a listener whose
+/// backlog stays full fails with [`Error::NotAccepted`]).
 fn connect_with_retry(path: &Path) -> Result<UnixStream, Error> {
-    let deadline = Instant::now().checked_add(CONNECT_TIMEOUT);
+    let start = Instant::now();
     loop {
-        match UnixStream::connect(path) {
+        let left = CONNECT_TIMEOUT.saturating_sub(start.elapsed());
+        match socket::connect(path, left) {
             Ok(stream) => return Ok(stream),
+            Err(source) if source.kind() == io::ErrorKind::WouldBlock => {
+                return Err(Error::NotAccepted {
+                    path: path.to_owned(),
+                    timeout: start.elapsed(),
+                    source,
+                });
+            }
             Err(source) => {
                 let retryable = matches!(
                     source.kind(),
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
                 );
-                let expired = deadline.is_none_or(|d| Instant::now() >= d);
-                if !retryable || expired {
+                if !retryable || left.is_zero() {
                     return Err(Error::Connect {
                         path: path.to_owned(),
                         source,
                     });
                 }
-                std::thread::sleep(CONNECT_RETRY);
+                std::thread::sleep(CONNECT_RETRY.min(left));
             }
         }
+    }
+}
+
+/// Runs one request `what` on `frontend` under `watchdog`: if it is not done within
+/// [`REPLY_TIMEOUT`] the socket is shut down, which ends the request, and the error is
+/// [`Error::NoReply`] naming it.
+fn request<T>(
+    watchdog: &socket::Watchdog,
+    frontend: &mut Frontend,
+    what: &'static str,
+    f: impl FnOnce(&mut Frontend) -> Result<T, vhost::Error>,
+) -> Result<T, Error> {
+    watchdog.arm(what, REPLY_TIMEOUT);
+    let result = f(frontend);
+    let fired = watchdog.disarm();
+    match (result, fired) {
+        (Ok(v), None) => Ok(v),
+        (Err(source), Some(request)) => Err(Error::NoReply {
+            request,
+            timeout: REPLY_TIMEOUT,
+            source,
+        }),
+        (Err(e), None) => Err(e.into()),
+        // Done just as the deadline passed: the answer came, but the connection is gone.
+        (Ok(_), Some(request)) => Err(Error::NoReply {
+            request,
+            timeout: REPLY_TIMEOUT,
+            source: vhost::Error::VhostUserProtocol(vhost::vhost_user::Error::Disconnected),
+        }),
     }
 }
 
@@ -265,18 +335,26 @@ fn is_disconnect(err: &vhost::Error) -> bool {
 /// its listener can accept a connection into the old socket's backlog and then
 /// drop it; such a session fails on its first reply and is retried within
 /// [`CONNECT_TIMEOUT`].
-fn open_session(path: &Path, max_queues: u64) -> Result<(Frontend, u64), Error> {
+fn open_session(path: &Path, max_queues: u64) -> Result<(Frontend, socket::Watchdog, u64), Error> {
     let deadline = Instant::now().checked_add(CONNECT_TIMEOUT);
     loop {
         let stream = connect_with_retry(path)?;
-        let frontend = Frontend::from_stream(stream, max_queues);
-        let result = frontend.set_owner().and_then(|()| frontend.get_features());
+        let watchdog = socket::Watchdog::new(&stream).map_err(Error::Watchdog)?;
+        let mut frontend = Frontend::from_stream(stream, max_queues);
+        let result =
+            request(&watchdog, &mut frontend, "SET_OWNER", |f| f.set_owner()).and_then(|()| {
+                request(&watchdog, &mut frontend, "GET_FEATURES", |f| {
+                    f.get_features()
+                })
+            });
         match result {
-            Ok(features) => return Ok((frontend, features)),
-            Err(e) if is_disconnect(&e) && deadline.is_some_and(|d| Instant::now() < d) => {
+            Ok(features) => return Ok((frontend, watchdog, features)),
+            Err(Error::Vhost(e))
+                if is_disconnect(&e) && deadline.is_some_and(|d| Instant::now() < d) =>
+            {
                 std::thread::sleep(CONNECT_RETRY);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -322,7 +400,9 @@ impl TestFrontend {
         .ok_or(Error::InvalidOptions("mem_size too small for the queues"))?;
         let mem = create_memory(opts.mem_size)?;
 
-        let (mut frontend, offered_features) = open_session(path, u64::try_from(opts.num_queues)?)?;
+        let (mut frontend, watchdog, offered_features) =
+            open_session(path, u64::try_from(opts.num_queues)?)?;
+        let dog = &watchdog;
         let mut acked_features = offered_features & opts.features_mask & !UNSUPPORTED_FEATURES;
         if !opts.negotiate_event_idx {
             acked_features &= !FEATURE_EVENT_IDX;
@@ -334,15 +414,20 @@ impl TestFrontend {
             let wanted = VhostUserProtocolFeatures::MQ
                 | VhostUserProtocolFeatures::REPLY_ACK
                 | VhostUserProtocolFeatures::CONFIG;
-            let acked = frontend.get_protocol_features()? & wanted;
-            frontend.set_protocol_features(acked)?;
+            let acked = request(dog, &mut frontend, "GET_PROTOCOL_FEATURES", |f| {
+                f.get_protocol_features()
+            })? & wanted;
+            request(dog, &mut frontend, "SET_PROTOCOL_FEATURES", |f| {
+                f.set_protocol_features(acked)
+            })?;
             protocol_features = acked.bits();
             if acked.contains(VhostUserProtocolFeatures::REPLY_ACK) {
                 // Have every request acknowledged so failures surface at the call.
                 frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
             }
             if acked.contains(VhostUserProtocolFeatures::MQ) {
-                let supported = frontend.get_queue_num()?;
+                let supported =
+                    request(dog, &mut frontend, "GET_QUEUE_NUM", |f| f.get_queue_num())?;
                 if u64::try_from(opts.num_queues)? > supported {
                     return Err(Error::TooManyQueues {
                         requested: opts.num_queues,
@@ -352,38 +437,53 @@ impl TestFrontend {
                 queue_num = Some(supported);
             }
         }
-        frontend.set_features(acked_features)?;
+        request(dog, &mut frontend, "SET_FEATURES", |f| {
+            f.set_features(acked_features)
+        })?;
 
         let region = mem
             .find_region(GuestAddress(0))
             .ok_or(Error::InvalidOptions("guest memory has no region at 0"))?;
         let host_base = mem.get_host_address(GuestAddress(0))? as u64;
-        frontend.set_mem_table(&[VhostUserMemoryRegionInfo::from_guest_region(region)?])?;
+        let regions = [VhostUserMemoryRegionInfo::from_guest_region(region)?];
+        request(dog, &mut frontend, "SET_MEM_TABLE", |f| {
+            f.set_mem_table(&regions)
+        })?;
 
         let event_idx = acked_features & FEATURE_EVENT_IDX != 0;
         let hva = |gpa: u64| host_base.checked_add(gpa).ok_or(Error::AddressOverflow);
         let mut queues = Vec::with_capacity(opts.num_queues);
         for (index, (ring, data_start, data_end)) in mem_layout.queues.into_iter().enumerate() {
-            frontend.set_vring_num(index, opts.queue_size)?;
-            frontend.set_vring_addr(
-                index,
-                &VringConfigData {
-                    queue_max_size: opts.queue_size,
-                    queue_size: opts.queue_size,
-                    flags: 0,
-                    desc_table_addr: hva(ring.desc)?,
-                    used_ring_addr: hva(ring.used)?,
-                    avail_ring_addr: hva(ring.avail)?,
-                    log_addr: None,
-                },
-            )?;
-            frontend.set_vring_base(index, 0)?;
+            request(dog, &mut frontend, "SET_VRING_NUM", |f| {
+                f.set_vring_num(index, opts.queue_size)
+            })?;
+            let config = VringConfigData {
+                queue_max_size: opts.queue_size,
+                queue_size: opts.queue_size,
+                flags: 0,
+                desc_table_addr: hva(ring.desc)?,
+                used_ring_addr: hva(ring.used)?,
+                avail_ring_addr: hva(ring.avail)?,
+                log_addr: None,
+            };
+            request(dog, &mut frontend, "SET_VRING_ADDR", |f| {
+                f.set_vring_addr(index, &config)
+            })?;
+            request(dog, &mut frontend, "SET_VRING_BASE", |f| {
+                f.set_vring_base(index, 0)
+            })?;
             let call = EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?;
             let kick = EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?;
-            frontend.set_vring_call(index, &call)?;
-            frontend.set_vring_kick(index, &kick)?;
+            request(dog, &mut frontend, "SET_VRING_CALL", |f| {
+                f.set_vring_call(index, &call)
+            })?;
+            request(dog, &mut frontend, "SET_VRING_KICK", |f| {
+                f.set_vring_kick(index, &kick)
+            })?;
             if opts.enable_rings && protocol_features != 0 {
-                frontend.set_vring_enable(index, true)?;
+                request(dog, &mut frontend, "SET_VRING_ENABLE", |f| {
+                    f.set_vring_enable(index, true)
+                })?;
             }
             queues.push(TestQueue::new(
                 index,
@@ -399,6 +499,7 @@ impl TestFrontend {
 
         Ok(Self {
             frontend,
+            watchdog,
             mem,
             queues,
             offered_features,
@@ -437,17 +538,17 @@ impl TestFrontend {
     /// needs the CONFIG protocol feature).
     pub fn get_config(&mut self, offset: u32, size: u32) -> Result<Vec<u8>, Error> {
         let buf = vec![0u8; usize::try_from(size)?];
-        let (_, payload) =
-            self.frontend
-                .get_config(offset, size, VhostUserConfigFlags::empty(), &buf)?;
+        let (_, payload) = self.request("GET_CONFIG", |f| {
+            f.get_config(offset, size, VhostUserConfigFlags::empty(), &buf)
+        })?;
         Ok(payload)
     }
 
     /// Writes `data` to device config space at `offset` (SET_CONFIG).
     pub fn set_config(&mut self, offset: u32, data: &[u8]) -> Result<(), Error> {
-        self.frontend
-            .set_config(offset, VhostUserConfigFlags::WRITABLE, data)?;
-        Ok(())
+        self.request("SET_CONFIG", |f| {
+            f.set_config(offset, VhostUserConfigFlags::WRITABLE, data)
+        })
     }
 
     /// Sends SET_VRING_ENABLE for queue `idx`.
@@ -455,8 +556,17 @@ impl TestFrontend {
         if idx >= self.queues.len() {
             return Err(Error::NoSuchQueue(idx));
         }
-        self.frontend.set_vring_enable(idx, enable)?;
-        Ok(())
+        self.request("SET_VRING_ENABLE", |f| f.set_vring_enable(idx, enable))
+    }
+
+    /// Runs `f` on the underlying vhost-user connection (to send a raw request), named
+    /// `what`, within [`REPLY_TIMEOUT`] like every request of this frontend.
+    pub fn request<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&mut Frontend) -> Result<T, vhost::Error>,
+    ) -> Result<T, Error> {
+        request(&self.watchdog, &mut self.frontend, what, f)
     }
 
     /// Number of queues set up.
@@ -486,11 +596,6 @@ impl TestFrontend {
     /// Guest memory shared with the backend (one region at guest address 0).
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem
-    }
-
-    /// The underlying vhost-user connection, for sending raw messages.
-    pub fn backend(&mut self) -> &mut Frontend {
-        &mut self.frontend
     }
 
     /// Closes the connection (dropping the frontend does the same).

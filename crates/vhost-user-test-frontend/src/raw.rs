@@ -87,6 +87,9 @@ pub const VRING_NOFD: u64 = 0x100;
 pub const UADDR_BASE: u64 = 0x7f00_0000_0000;
 /// Largest reply payload read (a backend's replies are small).
 const MAX_REPLY: u32 = 1 << 16;
+/// How long [`RawConn::send_bytes`] may take to hand one message to a backend that reads
+/// (see [`RawConn::set_send_timeout`]).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors of the raw client.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +103,28 @@ pub enum RawError {
     /// Nothing arrived in time.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
+    /// The backend did not read what was sent: the message was not all sent in time.
+    #[error("the backend did not read: {sent} of {len} bytes sent within {timeout:?}")]
+    SendTimeout {
+        /// Bytes the socket took.
+        sent: usize,
+        /// Bytes of the message.
+        len: usize,
+        /// How long the send waited.
+        timeout: Duration,
+    },
+    /// The listener did not take the connection within the connect timeout: its backlog
+    /// stayed full (it accepts nothing).
+    #[error(
+        "the listener did not take a connection within {timeout:?} (its backlog stayed full: it accepts nothing)"
+    )]
+    NotAccepted {
+        /// How long the connect waited.
+        timeout: Duration,
+        /// The connect's error (`EAGAIN`).
+        #[source]
+        source: io::Error,
+    },
     /// A reply did not match the request.
     #[error(
         "unexpected reply to request {expected}: request {request}, flags {flags:#x}, {len} bytes"
@@ -171,10 +196,13 @@ impl Reply {
     }
 }
 
-/// One vhost-user connection that sends exactly the bytes it is given.
+/// One vhost-user connection that sends exactly the bytes it is given. Every read and
+/// write on it has a deadline: replies [`RawConn::recv`]'s timeout, sends
+/// [`SEND_TIMEOUT`] (or [`RawConn::set_send_timeout`]).
 #[derive(Debug)]
 pub struct RawConn {
     stream: UnixStream,
+    send_timeout: Duration,
 }
 
 /// Builds a message: header then payload.
@@ -258,23 +286,45 @@ pub fn config(offset: u32, size: u32, flags: u32, data: &[u8]) -> Vec<u8> {
 }
 
 impl RawConn {
-    /// Connects to `path`, retrying for up to `timeout` while the socket is absent or refuses.
+    /// Connects to `path`, retrying for up to `timeout` while the socket is absent or refuses;
+    /// a listener whose backlog stays full for `timeout` fails with
+    /// [`RawError::NotAccepted`].
     pub fn connect(path: &Path, timeout: Duration) -> Result<Self, RawError> {
-        let deadline = Instant::now().checked_add(timeout);
+        let start = Instant::now();
         loop {
-            match UnixStream::connect(path) {
-                Ok(stream) => return Ok(Self { stream }),
+            let left = timeout.saturating_sub(start.elapsed());
+            match crate::socket::connect(path, left) {
+                Ok(stream) => return Ok(Self::from_stream(stream)),
+                Err(source) if source.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(RawError::NotAccepted {
+                        timeout: start.elapsed(),
+                        source,
+                    });
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                    ) && deadline.is_some_and(|d| Instant::now() < d) =>
+                    ) && !left.is_zero() =>
                 {
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(10).min(left));
                 }
                 Err(e) => return Err(RawError::Io(e)),
             }
         }
+    }
+
+    /// A connection on an already connected `stream`, with the default send timeout.
+    pub fn from_stream(stream: UnixStream) -> Self {
+        Self {
+            stream,
+            send_timeout: SEND_TIMEOUT,
+        }
+    }
+
+    /// How long one [`RawConn::send_bytes`] may take in all.
+    pub fn set_send_timeout(&mut self, timeout: Duration) {
+        self.send_timeout = timeout;
     }
 
     /// The socket.
@@ -282,14 +332,39 @@ impl RawConn {
         &self.stream
     }
 
-    /// Sends `bytes` verbatim, with `fds` attached to the first byte.
+    /// Sends `bytes` verbatim, with `fds` attached to the first byte, within the send
+    /// timeout: a backend that stops reading fails it with [`RawError::SendTimeout`].
     pub fn send_bytes(&self, bytes: &[u8], fds: &[RawFd]) -> Result<(), RawError> {
+        let timeout = self.send_timeout;
+        let start = Instant::now();
         let mut sent = 0usize;
         let mut first = true;
         while sent < bytes.len() || first {
+            let left = timeout.saturating_sub(start.elapsed());
+            let expired = RawError::SendTimeout {
+                sent,
+                len: bytes.len(),
+                timeout,
+            };
+            if left.is_zero() {
+                return Err(expired);
+            }
+            self.stream
+                .set_write_timeout(Some(left))
+                .map_err(RawError::Io)?;
             let rest = bytes.get(sent..).unwrap_or_default();
-            let n = sendmsg(&self.stream, rest, if first { fds } else { &[] })
-                .map_err(|e| io_error(e, Duration::ZERO))?;
+            let n = match sendmsg(&self.stream, rest, if first { fds } else { &[] }) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(expired);
+                }
+                Err(e) => return Err(io_error(e, timeout)),
+            };
             first = false;
             sent = sent.saturating_add(n);
             if rest.is_empty() {
@@ -945,7 +1020,7 @@ mod tests {
     #[test]
     fn fds_travel_with_the_message() {
         let (a, b) = UnixStream::pair().unwrap();
-        let conn = RawConn { stream: a };
+        let conn = RawConn::from_stream(a);
         let (r, _w) = pipe().unwrap();
         conn.send(code::SET_VRING_KICK, &0u64.to_le_bytes(), &[r.as_raw_fd()])
             .unwrap();

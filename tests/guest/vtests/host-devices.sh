@@ -127,8 +127,11 @@ else
     # and the command that unbinds it.
     if echo 24c02 0x50 > "/sys/bus/i2c/devices/i2c-$bus/new_device" \
         && wait_for 30 test -e "/sys/bus/i2c/devices/$bus-0050/driver"; then
-        out="$(vhost-device-i2c -s /run/bound.sock -l "$bus:0x50" 2>&1)"; rc=$?
-        if [ "$rc" -ne 0 ] && echo "$out" | grep -q at24 && echo "$out" | grep -q "unbind" \
+        # In the foreground, so bounded: a daemon that wrongly accepts the address would
+        # serve for ever (timeout's status 124 then fails the check below, naming it).
+        out="$(timeout 10 vhost-device-i2c -s /run/bound.sock -l "$bus:0x50" 2>&1)"; rc=$?
+        [ "$rc" -eq 124 ] && out="still running after 10 s (not refused): $out"
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && echo "$out" | grep -q at24 && echo "$out" | grep -q "unbind" \
             && [ ! -e /run/bound.sock0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ]; then
             pass host-devices.i2c.driver-bound-refused
         else
