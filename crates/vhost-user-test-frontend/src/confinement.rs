@@ -7,6 +7,7 @@
 //! [`TRIGGER_ENV`].
 
 use std::fs::File;
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -316,11 +317,13 @@ pub fn is_root() -> bool {
 
 /// For a test only root can run: true as root; otherwise prints one line on stderr,
 /// `SKIP <test>: needs root (<why>)`, and returns false (the test then returns early).
+/// Written to the stderr handle, not with `eprintln!`, which libtest captures (and shows
+/// only for failed tests): a skip must be seen in a passing run.
 pub fn root_or_skip(test: &str, why: &str) -> bool {
     if is_root() {
         return true;
     }
-    eprintln!("SKIP {test}: needs root ({why})");
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: needs root ({why})");
     false
 }
 
