@@ -18,6 +18,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
 
 /// The cargo-deb release the packaging is written for (`cargo install` pins it).
 pub const CARGO_DEB_VERSION: &str = "3.8.0";
@@ -216,6 +217,7 @@ fn stderr_for_child() -> Result<Stdio, DebError> {
 fn run(cmd: &mut Command) -> Result<(), DebError> {
     let command = command_line(cmd);
     eprintln!("xtask deb: {command}");
+    let started = Instant::now();
     let status = cmd
         .stdin(Stdio::null())
         .stdout(stderr_for_child()?)
@@ -225,6 +227,8 @@ fn run(cmd: &mut Command) -> Result<(), DebError> {
             command: command.clone(),
             source,
         })?;
+    // The times of installs and builds, for the README's table of what a cold run costs.
+    eprintln!("xtask deb: {command}: {} s", started.elapsed().as_secs());
     if status.success() {
         Ok(())
     } else {
