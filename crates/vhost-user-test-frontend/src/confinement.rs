@@ -7,6 +7,7 @@
 //! [`TRIGGER_ENV`].
 
 use std::fs::File;
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -64,35 +65,51 @@ pub struct ThreadStatus {
 
 impl Subject {
     /// Starts the daemon on a fresh socket directory with `extra` arguments, the test
-    /// trigger `trigger` (if any), as user and group `uid` (if given; the directory is made
-    /// writable for it).
+    /// trigger `trigger` (if any), as user and group `uid` (if given).
+    ///
+    /// For another user the daemon is a copy of the binary in a fresh root-owned 0755
+    /// directory under /tmp, and its socket directory is that user's: it must not depend on
+    /// the checkout's parents (a clone in a 0700 `mktemp -d`) or `$TMPDIR` being
+    /// searchable by that user.
     pub fn start(
         &self,
         extra: &[&str],
         trigger: Option<&str>,
         uid: Option<u32>,
     ) -> Result<Daemon, CheckFailed> {
-        let dir = std::env::temp_dir().join(format!(
+        let parent = match uid {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
+        let dir = parent.join(format!(
             "vhost-device-sandbox-test-{}-{}",
             std::process::id(),
             next_id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| CheckFailed(format!("create {}: {e}", dir.display())))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-            .map_err(|e| CheckFailed(format!("chmod {}: {e}", dir.display())))?;
-        let base = dir.join("d.sock");
+        create_dir(&dir, 0o755)?;
+        let run_dir = dir.join("run");
+        create_dir(&run_dir, 0o700)?;
+        let binary = match uid {
+            Some(id) => {
+                std::os::unix::fs::chown(&run_dir, Some(id), Some(id))
+                    .map_err(|e| CheckFailed(format!("chown {}: {e}", run_dir.display())))?;
+                reachable_copy(Path::new(self.binary), &dir)?
+            }
+            None => PathBuf::from(self.binary),
+        };
+        let base = run_dir.join("d.sock");
         let log = dir.join("daemon.log");
         let log_file =
             File::create(&log).map_err(|e| CheckFailed(format!("create the log file: {e}")))?;
-        let mut cmd = Command::new(self.binary);
+        let mut cmd = Command::new(&binary);
         cmd.arg("-s")
             .arg(&base)
             .args(self.device_args)
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove(TRIGGER_ENV)
+            .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
@@ -100,11 +117,20 @@ impl Subject {
             cmd.env(TRIGGER_ENV, t);
         }
         if let Some(id) = uid {
+            // std drops root's supplementary groups (setgroups(0)) along with the uid.
             cmd.uid(id).gid(id);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| CheckFailed(format!("spawn {}: {e}", self.binary)))?;
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return fail(format!(
+                    "spawn {} (testing {}) as uid {uid:?}: {e}",
+                    binary.display(),
+                    self.binary
+                ));
+            }
+        };
         let mut socket = base.into_os_string();
         socket.push("0");
         Ok(Daemon {
@@ -133,6 +159,31 @@ impl Subject {
             ))
         })
     }
+}
+
+/// Creates `dir` (which must not exist) with exactly `mode`, whatever the umask.
+fn create_dir(dir: &Path, mode: u32) -> Result<(), CheckFailed> {
+    std::fs::create_dir(dir).map_err(|e| CheckFailed(format!("create {}: {e}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| CheckFailed(format!("chmod {:o} {}: {e}", mode, dir.display())))
+}
+
+/// Copies `binary` into `dir` with mode 0755, for a user that may not reach the original.
+fn reachable_copy(binary: &Path, dir: &Path) -> Result<PathBuf, CheckFailed> {
+    let name = binary
+        .file_name()
+        .ok_or_else(|| CheckFailed(format!("{} has no file name", binary.display())))?;
+    let copy = dir.join(name);
+    std::fs::copy(binary, &copy).map_err(|e| {
+        CheckFailed(format!(
+            "copy {} to {}: {e}",
+            binary.display(),
+            copy.display()
+        ))
+    })?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| CheckFailed(format!("chmod 755 {}: {e}", copy.display())))?;
+    Ok(copy)
 }
 
 fn next_id() -> usize {
@@ -258,9 +309,28 @@ impl Drop for Daemon {
 
 const NO_CAPS: &str = "0000000000000000";
 
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// For a test only root can run: true as root; otherwise prints one line on stderr,
+/// `SKIP <test>: needs root (<why>)`, and returns false (the test then returns early).
+/// Written to the stderr handle, not with `eprintln!`, which libtest captures (and shows
+/// only for failed tests): a skip must be seen in a passing run.
+pub fn root_or_skip(test: &str, why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: needs root ({why})");
+    false
+}
+
 /// A serving daemon (a frontend connected) is confined in every thread: seccomp filter
 /// mode, no_new_privs, and empty effective, permitted, inheritable and ambient capability
-/// sets (and an empty bounding set when started as root). `uid` runs it as that user.
+/// sets (and an empty bounding set when started by root and staying root: only
+/// CAP_SETPCAP can shrink it). `uid` runs it as that user (which needs root).
 pub fn check_confined_while_serving(
     subject: &Subject,
     uid: Option<u32>,
@@ -268,6 +338,7 @@ pub fn check_confined_while_serving(
     let mut daemon = subject.start(&[], None, uid)?;
     let frontend = subject.connect(&daemon)?;
     let threads = daemon.threads()?;
+    let bounding_set_droppable = uid.is_none() && is_root();
     if threads.len() < 3 {
         return fail(format!(
             "expected the main, signal, socket and vring threads, found {threads:?}"
@@ -275,7 +346,7 @@ pub fn check_confined_while_serving(
     }
     for t in &threads {
         let caps_ok = t.caps.iter().take(4).all(|c| c == NO_CAPS)
-            && (uid.is_some() || t.caps.get(4).is_some_and(|c| c == NO_CAPS));
+            && (!bounding_set_droppable || t.caps.get(4).is_some_and(|c| c == NO_CAPS));
         if t.seccomp != "2" || t.no_new_privs != "1" || !caps_ok {
             return fail(format!(
                 "thread {} is not confined: {t:?}; log:\n{}",

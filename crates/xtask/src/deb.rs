@@ -6,13 +6,19 @@
 //! Before building it installs what is missing, as tests/run.sh does: cargo-deb
 //! [`CARGO_DEB_VERSION`] (`cargo install --locked`), the rustup target, and the Debian
 //! packages of [`Arch::apt_packages`] (only as root; otherwise it says what to install).
+//!
+//! Its stdout carries the package paths and nothing else (scripts read it): every
+//! sub-command's stdout (apt-get, rustup, cargo install, cargo build, gzip, cargo deb) goes
+//! to stderr (tests/deb_stdout.rs runs stand-ins that print on stdout).
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
 
 /// The cargo-deb release the packaging is written for (`cargo install` pins it).
 pub const CARGO_DEB_VERSION: &str = "3.8.0";
@@ -77,6 +83,9 @@ impl Arch {
 /// Why `cargo xtask deb` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
+    /// Our stderr could not be duplicated for a sub-command's stdout.
+    #[error("cannot duplicate stderr for a sub-command's output")]
+    Stderr(#[source] io::Error),
     /// A command could not be started.
     #[error("cannot run `{command}`")]
     Spawn {
@@ -193,14 +202,33 @@ fn command_line(cmd: &Command) -> String {
     s
 }
 
-/// Runs `cmd` with inherited stdout/stderr; fails unless it exits 0.
+/// A handle on this process's stderr for a child's stdout: `cargo xtask deb` prints only
+/// the package paths on stdout (scripts read them), so sub-commands' chatter goes to stderr.
+fn stderr_for_child() -> Result<Stdio, DebError> {
+    io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(Stdio::from)
+        .map_err(DebError::Stderr)
+}
+
+/// Runs `cmd` with its stdout sent to our stderr and stderr inherited; fails unless it
+/// exits 0.
 fn run(cmd: &mut Command) -> Result<(), DebError> {
     let command = command_line(cmd);
     eprintln!("xtask deb: {command}");
-    let status = cmd.status().map_err(|source| DebError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
+    let started = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(stderr_for_child()?)
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|source| DebError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    // The times of installs and builds, for the README's table of what a cold run costs.
+    eprintln!("xtask deb: {command}: {} s", started.elapsed().as_secs());
     if status.success() {
         Ok(())
     } else {
@@ -334,6 +362,7 @@ fn package_deb(package: &str, arch: Arch, out_dir: &Path) -> Result<PathBuf, Deb
     let command = command_line(&cmd);
     eprintln!("xtask deb: {command}");
     let out = cmd
+        .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .map_err(|source| DebError::Spawn {
@@ -347,6 +376,8 @@ fn package_deb(package: &str, arch: Arch, out_dir: &Path) -> Result<PathBuf, Deb
         });
     }
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // cargo-deb's own stdout is chatter too, apart from the path it wrote: to stderr.
+    eprint!("{stdout}");
     let written = stdout
         .lines()
         .map(str::trim)
