@@ -17,6 +17,8 @@ UID_GID=65534
 EXPECTED_SKIPS=(
     confined_while_serving_as_an_unprivileged_user # vhost-device-gpio --test sandbox
     confined_while_serving_as_an_unprivileged_user # vhost-device-i2c --test sandbox
+    log_mode_calls_are_audited_in_dmesg # vhost-device-gpio --test sandbox
+    log_mode_calls_are_audited_in_dmesg # vhost-device-i2c --test sandbox
     deb_prints_only_package_paths_while_installing_debian_packages # xtask --test deb_stdout
 )
 T_ALL=$(date +%s)

@@ -638,34 +638,48 @@ fn build_refusal(
     BpfProgram::try_from(filter).map_err(SandboxError::SeccompBuild)
 }
 
+/// Test-only: called by the serve loop once a frontend is connected (serving has begun); the
+/// test trigger's forbidden calls wait for it. Compiled only with `sandbox-test-trigger`.
+#[cfg(feature = "sandbox-test-trigger")]
+pub fn serving_began() {
+    test_trigger::SERVING.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Test-only: makes a sandboxed daemon call something the sandbox forbids, so tests can
 /// prove the filter bites. Compiled only with the `sandbox-test-trigger` feature (enabled
 /// by the daemons' dev-dependencies: `cargo test` builds, never `cargo build --release`).
 #[cfg(feature = "sandbox-test-trigger")]
 mod test_trigger {
-    /// `socket`: a thread started after the sandbox calls socket(AF_INET) (seccomp).
-    /// `open:PATH`: the main thread opens PATH for reading (Landlock, or seccomp's openat).
-    /// `open-path:PATH`: the main thread opens PATH with O_PATH, which Landlock does not
-    /// restrict: only the seccomp filter's refusal stops it.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// The trigger's environment variable. Forbidden calls (one, or a comma-separated list
+    /// made in turn), made by a thread once the
+    /// first frontend is connected ([`super::serving_began`]), logged before ("NAME: calling
+    /// after serving began") and after ("NAME: returned ..."):
+    /// - `socket`: socket(AF_INET) (not on the allowlist);
+    /// - `fork`: fork(), i.e. clone without CLONE_THREAD (clone's flag filter);
+    /// - `mmap-exec`, `mprotect-exec`: executable memory (PROT_EXEC filter);
+    /// - `ioctl`: TIOCGWINSZ on stderr (the ioctl request filter);
+    /// - `fcntl`: F_GETOWN (the fcntl command filter);
+    /// - `prctl`: PR_GET_DUMPABLE (the prctl option filter);
+    /// - `kill`: kill(parent, 0) (`kill` is not on the allowlist; Landlock's signal scope
+    ///   refuses it too);
+    /// - `tcp-connect:PORT`: socket(AF_INET) + connect to 127.0.0.1:PORT (Landlock's
+    ///   network rules, under `--seccomp none`).
+    ///
+    /// Opens, made at once by the main thread: `open:PATH` opens PATH for reading
+    /// (Landlock, or the filter's EACCES); `open-path:PATH` opens it with O_PATH, which
+    /// Landlock does not restrict: only the filter's refusal stops it.
     pub const ENV: &str = "VHOST_DEVICE_SANDBOX_TEST_TRIGGER";
+
+    pub(super) static SERVING: AtomicBool = AtomicBool::new(false);
 
     pub fn run() {
         let Ok(what) = std::env::var(ENV) else {
             return;
         };
-        if what == "socket" {
-            let t = std::thread::spawn(|| {
-                // SAFETY: plain socket(2) call; the fd, if any, is closed below.
-                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-                let err = std::io::Error::last_os_error();
-                log::warn!("sandbox test trigger: socket() returned {fd} ({err})");
-                if fd >= 0 {
-                    // SAFETY: fd was returned by socket() above and is not used elsewhere.
-                    unsafe { libc::close(fd) };
-                }
-            });
-            let _ = t.join();
-        } else if let Some(path) = what.strip_prefix("open-path:") {
+        if let Some(path) = what.strip_prefix("open-path:") {
             use std::os::unix::fs::OpenOptionsExt;
             match std::fs::OpenOptions::new()
                 .read(true)
@@ -680,6 +694,125 @@ mod test_trigger {
                 Ok(_) => log::warn!("sandbox test trigger: open {path}: opened"),
                 Err(e) => log::warn!("sandbox test trigger: open {path}: {e}"),
             }
+        } else {
+            std::thread::spawn(move || after_serving_began(&what));
+        }
+    }
+
+    fn after_serving_began(what: &str) {
+        let deadline = Instant::now().checked_add(Duration::from_secs(30));
+        while !SERVING.load(Ordering::SeqCst) {
+            if deadline.is_none_or(|d| Instant::now() >= d) {
+                log::warn!("sandbox test trigger: {what}: no frontend within 30 s, not calling");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A comma-separated list: each in turn (under --seccomp log all go through).
+        for one in what.split(',') {
+            log::warn!("sandbox test trigger: {one}: calling after serving began");
+            let (rc, err) = call(one);
+            log::warn!("sandbox test trigger: {one}: returned {rc} ({err})");
+        }
+    }
+
+    /// Makes the forbidden call `what`; returns its result and errno text.
+    fn call(what: &str) -> (i64, std::io::Error) {
+        let last = std::io::Error::last_os_error;
+        match what {
+            "socket" => {
+                // SAFETY: socket(2) takes integers; the descriptor is closed below.
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+                let e = last();
+                if fd >= 0 {
+                    // SAFETY: fd was returned by socket() above and is used nowhere else.
+                    unsafe { libc::close(fd) };
+                }
+                (i64::from(fd), e)
+            }
+            "fork" => {
+                // SAFETY: the child only calls _exit (async-signal-safe); the parent reaps it below.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    // SAFETY: _exit ends the forked child at once, touching no shared state.
+                    unsafe { libc::_exit(0) };
+                }
+                let e = last();
+                if pid > 0 {
+                    let mut status = 0;
+                    // SAFETY: pid is our child; status is a local the call writes.
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                }
+                (i64::from(pid), e)
+            }
+            "mmap-exec" | "mprotect-exec" => {
+                let exec = what == "mmap-exec";
+                let prot = if exec {
+                    libc::PROT_READ | libc::PROT_EXEC
+                } else {
+                    libc::PROT_READ | libc::PROT_WRITE
+                };
+                // SAFETY: an anonymous private mapping of one page, unmapped below.
+                let page = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        prot,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+                if page == libc::MAP_FAILED {
+                    return (-1, last());
+                }
+                let (rc, e) = if exec {
+                    (0, last())
+                } else {
+                    let rc =
+                        // SAFETY: page is the one-page mapping made above.
+                        unsafe { libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC) };
+                    (i64::from(rc), last())
+                };
+                // SAFETY: page is the one-page mapping made above, no longer used.
+                unsafe { libc::munmap(page, 4096) };
+                (rc, e)
+            }
+            "ioctl" => {
+                // SAFETY: winsize is plain integers: all zeros is a valid value.
+                let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+                // SAFETY: TIOCGWINSZ writes one winsize into ws, which we own.
+                let rc = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
+                (i64::from(rc), last())
+            }
+            "fcntl" => {
+                // SAFETY: F_GETOWN takes no pointer.
+                let rc = unsafe { libc::fcntl(2, libc::F_GETOWN) };
+                (i64::from(rc), last())
+            }
+            "prctl" => {
+                // SAFETY: PR_GET_DUMPABLE takes integers only.
+                let rc = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+                (i64::from(rc), last())
+            }
+            "kill" => {
+                // SAFETY: signal 0 only checks permission; getppid cannot fail.
+                let rc = unsafe { libc::kill(libc::getppid(), 0) };
+                (i64::from(rc), last())
+            }
+            other => match other.strip_prefix("tcp-connect:").map(str::parse::<u16>) {
+                Some(Ok(port)) => {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    match std::net::TcpStream::connect(addr) {
+                        Ok(_) => (0, std::io::Error::from_raw_os_error(0)),
+                        Err(e) => (-1, e),
+                    }
+                }
+                _ => (
+                    -1,
+                    std::io::Error::other(format!("unknown trigger {other}")),
+                ),
+            },
         }
     }
 }

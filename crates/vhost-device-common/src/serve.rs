@@ -284,6 +284,8 @@ fn run_daemon<B: DaemonBackend>(
         .start(&mut socket.listener)
         .map_err(|e| ConnectionError::Accept(DaemonError(e)))?;
     info!("{describe}: frontend connected");
+    #[cfg(feature = "sandbox-test-trigger")]
+    crate::sandbox::serving_began();
     match daemon.wait() {
         Ok(()) => info!("{describe}: frontend disconnected; waiting for the next one"),
         Err(e) if is_hang_up(&e) => {

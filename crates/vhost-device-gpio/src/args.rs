@@ -12,7 +12,7 @@ pub use crate::host::DeviceSpec;
 /// ones) over vhost-user sockets.
 ///
 /// vhost-device-gpio listens on one or more Unix sockets and serves one virtio-gpio device
-/// per socket to the VMM (QEMU, cloud-hypervisor, crosvm, ...) that connects; the guest
+/// per socket to the VMM that connects (tested with QEMU's vhost-user-gpio-pci); the guest
 /// uses Linux's stock gpio-virtio driver. Each device is a host chip, /dev/gpiochipN, or a
 /// simulated chip whose lines are wired in pairs (0-1, 2-3, ...), so values and interrupts
 /// can be tested without hardware.

@@ -14,7 +14,7 @@ use crate::host::sim::Model;
 /// ones) over a vhost-user socket.
 ///
 /// vhost-device-i2c listens on one or more Unix sockets and serves a virtio-i2c device to
-/// each VMM (QEMU, cloud-hypervisor, crosvm, ...) that connects; the guest uses Linux's
+/// each VMM that connects (tested with QEMU's vhost-user-i2c-pci); the guest uses Linux's
 /// stock i2c-virtio driver. The devices on the virtual bus are host devices from
 /// --device-list, reached through /dev/i2c-N, and/or simulated devices from --simulate;
 /// at least one device is required, and each address may appear once in all.

@@ -44,7 +44,18 @@ fn forbidden_call_under_trap_raises_sigsys() {
 
 #[test]
 fn log_mode_lets_the_call_through() {
-    confinement::check_log_mode_lets_it_through(&SUBJECT).unwrap();
+    confinement::check_log_mode_lets_it_through(&SUBJECT, false).unwrap();
+}
+
+#[test]
+fn log_mode_calls_are_audited_in_dmesg() {
+    if !confinement::root_or_skip(
+        "log_mode_calls_are_audited_in_dmesg",
+        "reads the kernel's audit records with dmesg, which kernel.dmesg_restrict keeps from other users",
+    ) {
+        return;
+    }
+    confinement::check_log_mode_lets_it_through(&SUBJECT, true).unwrap();
 }
 
 #[test]
@@ -55,4 +66,9 @@ fn landlock_refuses_new_opens_and_sandbox_none_does_not() {
 #[test]
 fn file_opens_refused_with_eacces_not_fatal() {
     confinement::check_opens_refused_not_fatal(&SUBJECT).unwrap();
+}
+
+#[test]
+fn landlock_refuses_signals_and_tcp_and_sandbox_none_does_not() {
+    confinement::check_landlock_refuses_signals_and_tcp(&SUBJECT).unwrap();
 }
