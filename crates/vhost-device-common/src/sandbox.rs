@@ -208,9 +208,15 @@ fn confine(
             info!(
                 "sandbox: no_new_privs, no capabilities, seccomp ({:?} on other calls; {} syscalls, {} ioctls allowed; file opens refused with EACCES, clone3 with ENOSYS)",
                 config.seccomp,
-                allowed_syscalls().len().saturating_add(6),
+                allowed_syscalls().count().saturating_add(6),
                 device.ioctls.len().saturating_add(COMMON_IOCTLS.len())
             );
+            let names: Vec<&str> = COMMON_IOCTLS
+                .iter()
+                .chain(device.ioctls)
+                .map(|i| i.name)
+                .collect();
+            log::debug!("sandbox: ioctls allowed: {}", names.join(", "));
         }
         None => info!("sandbox: no_new_privs, no capabilities; no seccomp filter (--seccomp none)"),
     }
@@ -356,8 +362,8 @@ fn landlock(remove_dirs: &[&Path]) -> Result<(), SandboxError> {
 
 /// The system calls every daemon makes while serving, by name (for logs and documentation)
 /// and number. See docs/ARCHITECTURE.md ("Sandbox") for why each is needed.
-pub fn allowed_syscalls() -> &'static [(&'static str, libc::c_long)] {
-    ALLOWED
+pub fn allowed_syscalls() -> impl Iterator<Item = (&'static str, libc::c_long)> {
+    ALLOWED.iter().chain(ALLOWED_ARCH).copied()
 }
 
 macro_rules! syscalls {
@@ -408,7 +414,6 @@ mod sys {
 /// handlers), sched_yield (lock back-off), writev (vectored log writes), fstat/newfstatat
 /// (other libcs' fstat). Threads are created with `clone` (CLONE_THREAD required, see
 /// `build_filter`); `clone3` and the file opens are in [`REFUSALS`].
-#[cfg(target_arch = "x86_64")]
 const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     accept4,
     brk,
@@ -418,7 +423,6 @@ const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     epoll_create1,
     epoll_ctl,
     epoll_pwait,
-    epoll_wait,
     eventfd2,
     exit,
     exit_group,
@@ -434,7 +438,6 @@ const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     newfstatat,
     ppoll,
     read,
-    readlink,
     readlinkat,
     recvmsg,
     rseq,
@@ -450,56 +453,17 @@ const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
     sigaltstack,
     statx,
     tgkill,
-    unlink,
     unlinkat,
     write,
     writev,
 );
 
+/// The x86_64-only calls of the allowlist: the legacy forms glibc still uses there
+/// (aarch64 and riscv64 have only the `*at`/`epoll_pwait` forms, which are in [`ALLOWED`]).
+#[cfg(target_arch = "x86_64")]
+const ALLOWED_ARCH: &[(&str, libc::c_long)] = syscalls!(epoll_wait, readlink, unlink);
 #[cfg(not(target_arch = "x86_64"))]
-const ALLOWED: &[(&str, libc::c_long)] = syscalls!(
-    accept4,
-    brk,
-    clock_gettime,
-    clock_nanosleep,
-    close,
-    epoll_create1,
-    epoll_ctl,
-    epoll_pwait,
-    eventfd2,
-    exit,
-    exit_group,
-    fstat,
-    futex,
-    getpid,
-    getrandom,
-    gettid,
-    madvise,
-    mremap,
-    munmap,
-    nanosleep,
-    newfstatat,
-    ppoll,
-    read,
-    readlinkat,
-    recvmsg,
-    rseq,
-    rt_sigaction,
-    rt_sigprocmask,
-    rt_sigreturn,
-    rt_sigtimedwait,
-    sched_getaffinity,
-    sched_yield,
-    sendmsg,
-    set_robust_list,
-    shutdown,
-    sigaltstack,
-    statx,
-    tgkill,
-    unlinkat,
-    write,
-    writev,
-);
+const ALLOWED_ARCH: &[(&str, libc::c_long)] = &[];
 
 /// File opens: answered with EACCES, never run, never fatal. A daemon opens nothing once
 /// it serves, but libc does on paths of its own, and handles a refusal: glibc's malloc reads
@@ -565,9 +529,8 @@ fn build_filter(
     mismatch: SeccompAction,
 ) -> Result<BpfProgram, SandboxError> {
     // The refused calls pass this filter; their refusal filters answer them (REFUSALS).
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
-        .iter()
-        .map(|&(_, nr)| nr)
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = allowed_syscalls()
+        .map(|(_, nr)| nr)
         .chain(REFUSALS.iter().flat_map(|(calls, _)| calls.iter().copied()))
         .map(|nr| (nr, Vec::new()))
         .collect();
