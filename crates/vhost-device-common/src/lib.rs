@@ -33,6 +33,7 @@
 //! ```
 
 pub mod args;
+pub mod backend;
 pub mod capabilities;
 pub mod chain;
 pub mod daemon;
