@@ -24,7 +24,7 @@ use crate::listener::{self, ListenerError, SocketConfig};
 use crate::report::ErrorChain;
 use crate::sandbox::{self, DeviceSyscalls, SandboxConfig, SandboxError};
 use crate::serve::{self, ServeError};
-use crate::{capabilities, logging};
+use crate::{capabilities, logging, signals};
 
 /// A vhost-user device daemon.
 pub trait Device: Sized + Send + Sync + 'static {
@@ -77,7 +77,7 @@ pub enum RunError<E: std::error::Error + 'static> {
 /// Validates, opens, binds and serves until a termination signal (then `Ok`).
 pub fn run<D: Device>(args: D::Args) -> Result<(), RunError<D::Error>> {
     // Before any thread exists, so that every thread inherits the blocked set.
-    let signals = serve::block_termination_signals()?;
+    let signals = signals::block_termination_signals().map_err(ServeError::Signals)?;
     let sandbox_config = D::sandbox(&args);
     let (sockets, config) = D::configure(args).map_err(RunError::Device)?;
     let device = Arc::new(D::open(config, &sockets).map_err(RunError::Device)?);

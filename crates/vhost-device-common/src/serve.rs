@@ -1,4 +1,5 @@
-//! The serve loop: one thread per socket, a fresh backend per connection, signals.
+//! The serve loop: one thread per socket, a fresh device and backend per connection, until
+//! a termination signal ([`crate::signals`]) arrives.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,11 +15,12 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use crate::backend::{Backend, VirtioDevice};
 use crate::listener::{BoundSocket, unlink_paths};
 use crate::report::ErrorChain;
+use crate::signals::TerminationSignals;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Signal handling could not be set up.
+    /// Signal handling could not be set up, or waiting for a signal failed.
     #[error("cannot set up signal handling")]
     Signals(#[source] io::Error),
     /// A socket thread could not be started.
@@ -43,45 +45,6 @@ impl std::fmt::Display for DaemonError {
 }
 
 impl std::error::Error for DaemonError {}
-
-/// SIGTERM, SIGINT and SIGHUP, blocked in every thread so that one thread can wait for them.
-#[derive(Debug)]
-pub struct TerminationSignals {
-    set: libc::sigset_t,
-}
-
-/// Blocks the termination signals in the calling thread and every thread it starts later.
-/// Call it first in `main`, before any thread exists.
-pub fn block_termination_signals() -> Result<TerminationSignals, ServeError> {
-    // SAFETY: sigemptyset initialises the set we own; a zeroed sigset_t is valid storage.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is valid, writable storage for a signal set.
-    unsafe { libc::sigemptyset(&mut set) };
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: `set` was initialised by sigemptyset; `sig` is a valid signal number.
-        unsafe { libc::sigaddset(&mut set, sig) };
-    }
-    // SAFETY: `set` is initialised; the old mask is not requested (null).
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(ServeError::Signals(io::Error::from_raw_os_error(rc)));
-    }
-    Ok(TerminationSignals { set })
-}
-
-impl TerminationSignals {
-    /// Waits for one of the termination signals and returns its number.
-    pub fn wait(&self) -> io::Result<libc::c_int> {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `self.set` is an initialised signal set and `sig` is writable.
-        let rc = unsafe { libc::sigwait(&self.set, &mut sig) };
-        if rc == 0 {
-            Ok(sig)
-        } else {
-            Err(io::Error::from_raw_os_error(rc))
-        }
-    }
-}
 
 enum Event {
     Signal(libc::c_int),
