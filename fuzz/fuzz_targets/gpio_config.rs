@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
+use vhost_device_gpio::backend::{GpioBackend, VirtioGpio};
 use vhost_device_gpio::host::SimChip;
-use vhost_device_gpio::backend::GpioBackend;
 use vhost_user_backend::VhostUserBackend;
 use virtio_gpio_core::msg::bounded_read;
 
@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     // 1 to 64 lines: the names size (and so the config bytes) varies with the count.
     let lines = 1 + (u16::from_le_bytes([head[8], head[9]]) % 64);
 
-    assert_eq!(bounded_read(space, offset, size), window(space, offset, size).as_slice());
+    assert_eq!(
+        bounded_read(space, offset, size),
+        window(space, offset, size).as_slice()
+    );
 
     // GET_CONFIG changes nothing: one backend per line count serves every input.
     thread_local! {
@@ -42,12 +45,17 @@ fuzz_target!(|data: &[u8]| {
     BACKENDS.with(|b| {
         let mut b = b.borrow_mut();
         let backend = b.entry(lines).or_insert_with(|| {
-            GpioBackend::new(SimChip::new(lines).expect("simulated chip"), false)
-                .expect("lines > 0")
+            GpioBackend::new(
+                VirtioGpio::new(SimChip::new(lines).expect("simulated chip"), false)
+                    .expect("lines > 0"),
+            )
         });
         let full = backend.get_config(0, 8);
         assert_eq!(full.len(), 8);
         assert_eq!(u16::from_le_bytes([full[0], full[1]]), lines);
-        assert_eq!(backend.get_config(offset, size), window(&full, offset, size));
+        assert_eq!(
+            backend.get_config(offset, size),
+            window(&full, offset, size)
+        );
     });
 });

@@ -8,13 +8,17 @@
 
 use libfuzzer_sys::fuzz_target;
 use vhost_device_gpio::GpioDaemon;
-use vhost_device_gpio::host::HostSource;
+use vhost_device_gpio::backend::{GpioBackend, HOST_EDGES};
+use vhost_device_gpio::host::{Host, HostSource};
 use vhost_user_test_frontend::guest_script::{self, ScriptDevice};
 
 /// requestq, eventq, and the host chip's edge descriptor.
+/// The host chip's edge descriptor, as the shared backend numbers it.
+const HOST_EVENTS: u16 = GpioBackend::<Host>::source_event_id(HOST_EDGES).unwrap();
+
 const DEVICE: ScriptDevice<'static> = ScriptDevice {
     queues: 2,
-    events: &[0, 1, 3],
+    events: &[0, 1, HOST_EVENTS],
     max_held: &[0, 8],
 };
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 use vhost_device_i2c::args::{Args, Config};
-use vhost_device_i2c::backend::I2cBackend;
+use vhost_device_i2c::backend::{I2cBackend, VirtioI2c};
 use vhost_device_i2c::host::Router;
 use vhost_user_test_frontend::guest_script::{self, ScriptDevice};
 
@@ -40,7 +40,7 @@ fn config() -> &'static Config {
 fuzz_target!(|script: &[u8]| {
     let config = config();
     let router = Router::open(&config.adapters, &config.simulated).expect("simulated bus opens");
-    let backend = I2cBackend::new(Arc::new(router), false);
+    let backend = I2cBackend::new(VirtioI2c::new(Arc::new(router), false));
     if let Err(e) = guest_script::run(&backend, DEVICE, script) {
         panic!("{}", guest_script::describe(&e));
     }

@@ -1,5 +1,6 @@
 //! The options every daemon shares: the sockets (drop-in compatible with rust-vmm's
-//! daemons) and the sandbox (`--seccomp`, `--sandbox`, in the style of virtiofsd).
+//! daemons), `--print-capabilities`, `--trace`, and the sandbox (`--seccomp`, `--sandbox`,
+//! in the style of virtiofsd).
 
 use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
@@ -8,8 +9,7 @@ use std::path::PathBuf;
 use crate::listener::SocketConfig;
 use crate::sandbox::{SandboxConfig, SandboxMode, SeccompMode};
 
-/// `-s/--socket-path`, `-c/--socket-count`, `--fd` and `--print-capabilities`; flatten into
-/// a daemon's `Args`.
+/// `-s/--socket-path`, `-c/--socket-count` and `--fd`; flatten into a daemon's `Args`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 #[group(skip)]
 pub struct SocketArgs {
@@ -39,7 +39,13 @@ pub struct SocketArgs {
     /// Creates PATH0 ... PATH{N-1}, each serving one guest at a time.
     #[arg(short = 'c', long = "socket-count", value_name = "N", default_value_t = NonZeroUsize::MIN)]
     pub socket_count: NonZeroUsize,
+}
 
+/// `--print-capabilities`, flattened into each daemon's `Args` so that `--help` and the man
+/// page list it; [`crate::capabilities`] answers it before the command line is parsed.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+#[group(skip)]
+pub struct CapabilitiesArgs {
     /// Print the vhost-user backend capabilities as JSON and exit.
     ///
     /// Prints {"type": "<device type>", "features": []} and exits 0, ignoring every other
@@ -47,7 +53,12 @@ pub struct SocketArgs {
     /// so that --help lists it.)
     #[arg(long = "print-capabilities")]
     pub print_capabilities: bool,
+}
 
+/// `--trace`, flattened into each daemon's `Args`.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+#[group(skip)]
+pub struct TraceArgs {
     /// Log every request the guest makes, one line each, in the syntax of the usual tools.
     ///
     /// I2C groups as i2ctransfer arguments with their result (w1@0x50 0x00 r2@0x50 -> 0xde

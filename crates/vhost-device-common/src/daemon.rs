@@ -10,7 +10,8 @@
 //!    binding the sockets: a bad option or device fails before any socket exists;
 //! 6. entering the sandbox ([`crate::sandbox`], with [`Device::SYSCALLS`]) once the devices
 //!    and sockets are open, before any thread exists;
-//! 7. serving, one fresh backend per connection ([`Device::backend`]);
+//! 7. serving, one fresh device per connection ([`Device::virtio_device`]), each behind a
+//!    [`crate::backend::Backend`] that owns the protections every backend needs;
 //! 8. top-level error reporting: `NAME: error: message: source: ...` on one line, status 1.
 
 use std::process::ExitCode;
@@ -18,11 +19,12 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use crate::backend::VirtioDevice;
 use crate::listener::{self, ListenerError, SocketConfig};
 use crate::report::ErrorChain;
 use crate::sandbox::{self, DeviceSyscalls, SandboxConfig, SandboxError};
-use crate::serve::{self, DaemonBackend, ServeError};
-use crate::{capabilities, logging};
+use crate::serve::{self, ServeError};
+use crate::{capabilities, logging, signals};
 
 /// A vhost-user device daemon.
 pub trait Device: Sized + Send + Sync + 'static {
@@ -34,8 +36,8 @@ pub trait Device: Sized + Send + Sync + 'static {
     type Args: Parser;
     /// The validated command line, before any device is opened.
     type Config;
-    /// The backend serving one connection.
-    type Backend: DaemonBackend;
+    /// The virtio device one connection sees (served by a [`crate::backend::Backend`]).
+    type Virtio: VirtioDevice;
     /// Why the command line or a device was refused.
     type Error: std::error::Error + Send + Sync + 'static;
     /// The device's part of the seccomp allowlist (its ioctls).
@@ -50,9 +52,9 @@ pub trait Device: Sized + Send + Sync + 'static {
     /// Opens every device (and logs what it found), before any socket exists.
     fn open(config: Self::Config, sockets: &SocketConfig) -> Result<Self, Self::Error>;
 
-    /// A fresh backend for a new connection on socket `index`: nothing of an earlier
+    /// A fresh device for a new connection on socket `index`: nothing of an earlier
     /// connection survives.
-    fn backend(&self, index: usize) -> Result<Self::Backend, Self::Error>;
+    fn virtio_device(&self, index: usize) -> Result<Self::Virtio, Self::Error>;
 }
 
 /// Why a daemon stopped with an error.
@@ -75,14 +77,16 @@ pub enum RunError<E: std::error::Error + 'static> {
 /// Validates, opens, binds and serves until a termination signal (then `Ok`).
 pub fn run<D: Device>(args: D::Args) -> Result<(), RunError<D::Error>> {
     // Before any thread exists, so that every thread inherits the blocked set.
-    let signals = serve::block_termination_signals()?;
+    let signals = signals::block_termination_signals().map_err(ServeError::Signals)?;
     let sandbox_config = D::sandbox(&args);
     let (sockets, config) = D::configure(args).map_err(RunError::Device)?;
     let device = Arc::new(D::open(config, &sockets).map_err(RunError::Device)?);
     let bound = listener::bind(&sockets)?;
     // Everything is open: from here on the process opens nothing and holds no privilege.
     sandbox::enter(&sandbox_config, &D::SYSCALLS, &bound)?;
-    serve::run(D::NAME, bound, signals, move |index| device.backend(index))?;
+    serve::run(D::NAME, bound, signals, move |index| {
+        device.virtio_device(index)
+    })?;
     Ok(())
 }
 

@@ -2,40 +2,46 @@
 //!
 //! Everything a daemon needs that is not device logic lives here, once:
 //!
-//! - [`args::SocketArgs`]: the `-s/--socket-path`, `-c/--socket-count` and `--fd` options
-//!   (drop-in compatible with rust-vmm's vhost-device daemons), validated into a
-//!   [`listener::SocketConfig`].
+//! - [`daemon`]: the skeleton; a daemon implements [`daemon::Device`] and its `main` is
+//!   [`daemon::main`].
+//! - [`args`]: the shared options: [`args::SocketArgs`] (`-s/--socket-path`,
+//!   `-c/--socket-count`, `--fd`; drop-in compatible with rust-vmm's vhost-device daemons),
+//!   [`args::CapabilitiesArgs`], [`args::TraceArgs`] and [`args::SandboxArgs`].
 //! - [`capabilities`]: `--print-capabilities`, answered before any other option is parsed.
 //! - [`listener`]: binding every listening socket before serving.
-//! - [`serve`]: one thread per socket, one fresh backend per frontend connection, so no state
-//!   survives a reconnect; SIGTERM/SIGINT end the process with status 0 and unlink the sockets.
+//! - [`backend`]: the one `VhostUserBackend`, around a daemon's [`backend::VirtioDevice`]: it
+//!   owns the memory check, the worker exit events, the transport features and the device
+//!   event numbering, so no daemon can forget them.
+//! - [`serve`]: one thread per socket, one fresh device and backend per frontend connection,
+//!   so no state survives a reconnect; [`signals`]: SIGTERM/SIGINT/SIGHUP end the process
+//!   with status 0 and unlink the sockets.
 //! - [`queue`]: the EVENT_IDX drain loop and the worker exit events.
-//! - [`vring`]: the vring type, which refuses frontend descriptors that could block a worker
-//!   and stops rings the guest broke; [`memory`]: memory-table checks against SIGBUS.
+//! - [`vring`]: the vring type, which stops rings the guest broke and serves replaced kick
+//!   descriptors; [`eventfd`]: the checks of the frontend's kick/call/error descriptors;
+//!   [`warning_budget`]: the per-ring budget of warnings; [`memory`]: memory-table checks
+//!   against SIGBUS.
+//! - [`chain`]: zero-allocation descriptor-chain layout.
 //! - [`report`]: printing an error with its sources on one line ([`report::ErrorChain`]; not
 //!   to be confused with [`chain`], descriptor chains).
 //! - [`logging`]: `env_logger` set-up honouring `RUST_LOG`.
 //! - [`sandbox`]: `--seccomp`/`--sandbox`; no_new_privs, no capabilities, Landlock and a
 //!   seccomp allowlist, entered after setup and before serving.
 //!
-//! A typical `main`:
+//! A daemon's whole `main` (the skeleton's order: capabilities, arguments, logging,
+//! signals, configure, open the devices, bind, sandbox, serve):
 //!
 //! ```text
-//! vhost_device_common::capabilities::exit_if_requested("i2c");
-//! vhost_device_common::logging::init();
-//! let args = Args::parse();
-//! let config = Config::try_from(args)?;           // device validation, no socket yet
-//! let signals = vhost_device_common::serve::block_termination_signals()?;
-//! let sockets = vhost_device_common::listener::bind(&config.sockets)?;
-//! vhost_device_common::serve::run("vhost-device-i2c", sockets, signals, |socket_index| {
-//!     MyBackend::new(...)  // a fresh backend for every connection
-//! })
+//! fn main() -> std::process::ExitCode {
+//!     vhost_device_common::daemon::main::<I2cDaemon>()
+//! }
 //! ```
 
 pub mod args;
+pub mod backend;
 pub mod capabilities;
 pub mod chain;
 pub mod daemon;
+pub mod eventfd;
 pub mod listener;
 pub mod logging;
 pub mod memory;
@@ -43,7 +49,9 @@ pub mod queue;
 pub mod report;
 pub mod sandbox;
 pub mod serve;
+pub mod signals;
 pub mod vring;
+pub mod warning_budget;
 
 /// Guest memory as the daemons see it.
 pub type GuestMemory = vm_memory::GuestMemoryAtomic<vm_memory::GuestMemoryMmap>;

@@ -493,13 +493,15 @@ const REFUSALS: &[(&[libc::c_long], libc::c_int)] = &[
 const CLONE_THREAD: u64 = 0x0001_0000;
 
 /// fcntl commands: F_DUPFD_CLOEXEC, F_GETFD and F_GETFL (seen: fd clones, the frontend fd
-/// checks), F_SETFD, and F_SETFL (making a blocking frontend eventfd non-blocking).
+/// checks), F_SETFD, F_SETFL (making a blocking frontend eventfd non-blocking), and
+/// F_GET_SEALS (1034: reading a memory region's seals at SET_MEM_TABLE, `memory::check_update`).
 const FCNTL_COMMANDS: &[u64] = &[
     libc::F_DUPFD_CLOEXEC as u64,
     libc::F_GETFD as u64,
     libc::F_SETFD as u64,
     libc::F_GETFL as u64,
     libc::F_SETFL as u64,
+    libc::F_GET_SEALS as u64,
 ];
 
 /// ioctls every daemon may make on its own sockets and eventfds (std's `set_nonblocking`;

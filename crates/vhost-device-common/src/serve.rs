@@ -1,4 +1,5 @@
-//! The serve loop: one thread per socket, a fresh backend per connection, signals.
+//! The serve loop: one thread per socket, a fresh device and backend per connection, until
+//! a termination signal ([`crate::signals`]) arrives.
 
 use std::io;
 use std::path::PathBuf;
@@ -8,35 +9,18 @@ use std::thread;
 use std::time::Duration;
 
 use log::{debug, error, info, warn};
-use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler};
+use vhost_user_backend::{VhostUserBackend, VhostUserDaemon};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
-use crate::Vring;
+use crate::backend::{Backend, VirtioDevice};
 use crate::listener::{BoundSocket, unlink_paths};
-use crate::queue::WorkerExitEvents;
 use crate::report::ErrorChain;
-
-/// A vhost-user backend that the serve loop can run.
-pub trait DaemonBackend:
-    VhostUserBackend<Bitmap = (), Vring = Vring> + Clone + Send + Sync + 'static
-{
-    /// Called once per connection, after the vring worker threads exist and before the
-    /// frontend is accepted: register extra event sources (e.g. a device's own epoll fd)
-    /// with `handlers`. Event numbers must be above the queue count.
-    fn register_listeners(&self, _handlers: &[Arc<VringEpollHandler<Self>>]) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// The exit events of this connection's vring workers (`VhostUserBackend::exit_event`
-    /// returns [`WorkerExitEvents::create`]), shared by every clone of the backend. The serve
-    /// loop prepares them before the connection is set up and ends the workers after it.
-    fn exit_events(&self) -> &WorkerExitEvents;
-}
+use crate::signals::TerminationSignals;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Signal handling could not be set up.
+    /// Signal handling could not be set up, or waiting for a signal failed.
     #[error("cannot set up signal handling")]
     Signals(#[source] io::Error),
     /// A socket thread could not be started.
@@ -62,45 +46,6 @@ impl std::fmt::Display for DaemonError {
 
 impl std::error::Error for DaemonError {}
 
-/// SIGTERM, SIGINT and SIGHUP, blocked in every thread so that one thread can wait for them.
-#[derive(Debug)]
-pub struct TerminationSignals {
-    set: libc::sigset_t,
-}
-
-/// Blocks the termination signals in the calling thread and every thread it starts later.
-/// Call it first in `main`, before any thread exists.
-pub fn block_termination_signals() -> Result<TerminationSignals, ServeError> {
-    // SAFETY: sigemptyset initialises the set we own; a zeroed sigset_t is valid storage.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is valid, writable storage for a signal set.
-    unsafe { libc::sigemptyset(&mut set) };
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: `set` was initialised by sigemptyset; `sig` is a valid signal number.
-        unsafe { libc::sigaddset(&mut set, sig) };
-    }
-    // SAFETY: `set` is initialised; the old mask is not requested (null).
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(ServeError::Signals(io::Error::from_raw_os_error(rc)));
-    }
-    Ok(TerminationSignals { set })
-}
-
-impl TerminationSignals {
-    /// Waits for one of the termination signals and returns its number.
-    pub fn wait(&self) -> io::Result<libc::c_int> {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `self.set` is an initialised signal set and `sig` is writable.
-        let rc = unsafe { libc::sigwait(&self.set, &mut sig) };
-        if rc == 0 {
-            Ok(sig)
-        } else {
-            Err(io::Error::from_raw_os_error(rc))
-        }
-    }
-}
-
 enum Event {
     Signal(libc::c_int),
     Fatal(ServeError),
@@ -109,17 +54,17 @@ enum Event {
 /// Serves every socket until a termination signal arrives (then returns `Ok` after unlinking
 /// the socket files) or a host fault makes serving impossible.
 ///
-/// `factory(socket_index)` makes a fresh backend for each connection: nothing of a previous
-/// frontend survives into the next one.
-pub fn run<B, F, E>(
+/// `factory(socket_index)` makes a fresh device for each connection (served by a fresh
+/// [`Backend`]): nothing of a previous frontend survives into the next one.
+pub fn run<D, F, E>(
     name: &str,
     sockets: Vec<BoundSocket>,
     signals: TerminationSignals,
     factory: F,
 ) -> Result<(), ServeError>
 where
-    B: DaemonBackend,
-    F: Fn(usize) -> Result<B, E> + Send + Sync + 'static,
+    D: VirtioDevice,
+    F: Fn(usize) -> Result<D, E> + Send + Sync + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
     let (tx, rx) = mpsc::channel::<Event>();
@@ -182,15 +127,20 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Why one connection could not be set up or served; the socket keeps listening.
 #[derive(Debug, thiserror::Error)]
-enum ConnectionError {
-    #[error("cannot create the device backend")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+pub enum ConnectionError {
+    /// The device's factory failed.
+    #[error("cannot create the device")]
+    Device(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No descriptors for the exit events (see [`crate::queue::WorkerExitEvents::prepare`]).
     #[error("cannot create the vring workers' exit events")]
     ExitEvents(#[source] io::Error),
+    /// vhost-user-backend could not set the connection up.
     #[error("cannot set up the vhost-user connection")]
     Daemon(#[source] DaemonError),
+    /// The device's event sources could not be registered.
     #[error("cannot register device event sources")]
     Listeners(#[source] io::Error),
+    /// No frontend could be accepted.
     #[error("cannot accept a frontend")]
     Accept(#[source] DaemonError),
 }
@@ -209,10 +159,10 @@ fn is_hang_up(e: &vhost_user_backend::Error) -> bool {
 /// Serves one socket for ever. A connection that cannot be set up (no descriptors left, a
 /// frontend that hangs up at once) is logged and the socket keeps listening, pausing a
 /// little longer after each failure in a row.
-fn serve_socket<B, F, E>(name: &str, index: usize, mut socket: BoundSocket, factory: &F)
+fn serve_socket<D, F, E>(name: &str, index: usize, mut socket: BoundSocket, factory: &F)
 where
-    B: DaemonBackend,
-    F: Fn(usize) -> Result<B, E>,
+    D: VirtioDevice,
+    F: Fn(usize) -> Result<D, E>,
     E: std::error::Error + Send + Sync + 'static,
 {
     let describe = socket.describe();
@@ -242,20 +192,21 @@ where
     }
 }
 
-/// Sets up one connection, serves it until the frontend leaves, and releases everything it
-/// held.
-fn serve_connection<B, F, E>(
+/// Sets up one connection on `socket` (number `index`), serves it until the frontend
+/// leaves, and releases everything it held. The serve loop calls it for ever on each socket.
+pub fn serve_connection<D, F, E>(
     name: &str,
     index: usize,
     socket: &mut BoundSocket,
     factory: &F,
 ) -> Result<(), ConnectionError>
 where
-    B: DaemonBackend,
-    F: Fn(usize) -> Result<B, E>,
+    D: VirtioDevice,
+    F: Fn(usize) -> Result<D, E>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let backend = factory(index).map_err(|e| ConnectionError::Backend(Box::new(e)))?;
+    let device = factory(index).map_err(|e| ConnectionError::Device(Box::new(e)))?;
+    let backend = Backend::new(device);
     backend
         .exit_events()
         .prepare(backend.queues_per_thread().len())
@@ -268,17 +219,17 @@ where
     result
 }
 
-fn run_daemon<B: DaemonBackend>(
+fn run_daemon<D: VirtioDevice>(
     name: &str,
     socket: &mut BoundSocket,
-    backend: &B,
+    backend: &Backend<D>,
 ) -> Result<(), ConnectionError> {
     let describe = socket.describe();
     let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
     let mut daemon = VhostUserDaemon::new(name.to_owned(), backend.clone(), mem)
         .map_err(|e| ConnectionError::Daemon(DaemonError(e)))?;
     backend
-        .register_listeners(&daemon.get_epoll_handlers())
+        .register_event_sources(&daemon.get_epoll_handlers())
         .map_err(ConnectionError::Listeners)?;
     daemon
         .start(&mut socket.listener)

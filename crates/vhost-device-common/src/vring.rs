@@ -1,11 +1,14 @@
 //! The vring type of every daemon: vhost-user-backend's `VringRwLock`, plus what a hostile
 //! frontend or guest must not be able to break.
 //!
-//! - Kick, call and error descriptors from the frontend are checked to be eventfds and made
-//!   non-blocking before the library uses them, so no read or write on them can block a
-//!   worker (a pipe, or a blocking eventfd whose counter the frontend drained or saturated,
-//!   would otherwise hang the worker with the vring lock held). A descriptor that is not an
-//!   eventfd is refused: the ring then never starts.
+//! - Kick, call and error descriptors from the frontend are checked by [`crate::eventfd`]
+//!   (eventfds only, made non-blocking) before the library uses them, so no read or write on
+//!   them can block a worker. A descriptor that is not an eventfd is refused: the ring then
+//!   never starts.
+//! - A kick descriptor replaced on a running ring is kept (up to a few) and drained with the
+//!   current one, and the ring restarted so the library registers the new one.
+//! - Errors the guest or frontend causes are logged on the ring's
+//!   [`crate::warning_budget::WarningBudget`].
 //! - Guest memory is used only once [`crate::memory`] has checked that every region lies
 //!   inside its file, and only while the ring's addresses fit inside it.
 //! - A ring the guest or frontend broke (available index out of range) is stopped until the
@@ -18,118 +21,22 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard, Weak};
 
-use log::{debug, warn};
 use vhost_user_backend::{VringRwLock, VringState, VringStateGuard, VringStateMutGuard, VringT};
 use virtio_queue::{Error as QueueError, QueueT};
 use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::event::EventConsumer;
 
 use crate::GuestMemory;
+use crate::eventfd::check_eventfd;
 use crate::memory::{MemoryError, check_regions};
+use crate::warning_budget::WarningBudget;
 
 /// Warning-level reports each ring may make per connection; later ones go to debug level.
 const REPORTS_PER_RING: u32 = 4;
-
-/// Why a descriptor from the frontend was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum FdError {
-    /// The descriptor could not be inspected.
-    #[error("cannot inspect descriptor {fd}")]
-    Inspect {
-        /// The descriptor.
-        fd: RawFd,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The descriptor is something other than an eventfd.
-    #[error("descriptor {fd} is {kind}, not an eventfd")]
-    NotAnEventfd {
-        /// The descriptor.
-        fd: RawFd,
-        /// What it is, as /proc names it.
-        kind: String,
-    },
-    /// The descriptor could not be made non-blocking.
-    #[error("cannot make descriptor {fd} non-blocking")]
-    NonBlocking {
-        /// The descriptor.
-        fd: RawFd,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// Checks that `fd` is an eventfd and sets `O_NONBLOCK` on it.
-///
-/// The flag is set on the open file description the frontend shares; frontends (QEMU among
-/// them) create their eventfds non-blocking anyway.
-pub fn check_eventfd(fd: BorrowedFd<'_>) -> Result<(), FdError> {
-    let raw = fd.as_raw_fd();
-    let link = std::fs::read_link(format!("/proc/self/fd/{raw}"))
-        .map_err(|source| FdError::Inspect { fd: raw, source })?;
-    if link.as_os_str() != "anon_inode:[eventfd]" {
-        return Err(FdError::NotAnEventfd {
-            fd: raw,
-            kind: link.display().to_string(),
-        });
-    }
-    // SAFETY: F_GETFL on a descriptor we borrow reads its flags and touches no memory.
-    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(FdError::NonBlocking {
-            fd: raw,
-            source: io::Error::last_os_error(),
-        });
-    }
-    if flags & libc::O_NONBLOCK == 0 {
-        // SAFETY: F_SETFL with valid flags on a descriptor we borrow touches no memory.
-        if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(FdError::NonBlocking {
-                fd: raw,
-                source: io::Error::last_os_error(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// A budget of warning-level log lines, so that nothing a guest or frontend does can fill the
-/// log: the first few reports are warnings, the rest debug lines.
-#[derive(Debug)]
-pub struct Reports {
-    left: AtomicU32,
-}
-
-impl Reports {
-    /// A budget of `n` warnings.
-    pub const fn new(n: u32) -> Self {
-        Reports {
-            left: AtomicU32::new(n),
-        }
-    }
-
-    /// Whether the next report may be a warning (uses one from the budget).
-    pub fn take(&self) -> bool {
-        self.left
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    /// Logs `args` as a warning while the budget lasts, then at debug level.
-    pub fn warn(&self, args: std::fmt::Arguments<'_>) {
-        if self.take() {
-            warn!("{args} (repeats of guest or frontend errors are logged at debug level)");
-        } else {
-            debug!("{args}");
-        }
-    }
-}
 
 /// Data of one ring that only the holder of the ring's write lock touches: the lock that
 /// guards the library's `VringState` guards this too, so the request path takes one lock.
@@ -191,7 +98,7 @@ struct Health {
     checked: UnderRingLock<CheckedMemory>,
     /// The ring was broken by its driver or frontend; stays stopped until set up again.
     stopped: AtomicBool,
-    reports: Reports,
+    reports: WarningBudget,
     /// Kick descriptors replaced while the ring ran. vhost-user-backend leaves them in its
     /// epoll set (the frontend still holds them open), so a write to one wakes the worker
     /// until it is read: `read_kick` drains them.
@@ -275,7 +182,7 @@ impl Vring {
     }
 
     /// The ring's warning budget for guest-caused errors on this connection.
-    pub fn reports(&self) -> &Reports {
+    pub fn reports(&self) -> &WarningBudget {
         &self.health.reports
     }
 
@@ -420,7 +327,7 @@ impl VringT<GuestMemory> for Vring {
             health: Arc::new(Health {
                 checked,
                 stopped: AtomicBool::new(false),
-                reports: Reports::new(REPORTS_PER_RING),
+                reports: WarningBudget::new(REPORTS_PER_RING),
                 retired: Mutex::new(Vec::new()),
             }),
         })
@@ -581,54 +488,13 @@ pub fn signal(state: &VringState<GuestMemory>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::FromRawFd;
     use vmm_sys_util::eventfd::EventFd;
 
     fn blocking_eventfd() -> File {
         let fd = EventFd::new(0).unwrap();
         // SAFETY: dup gives a new descriptor that only the File owns.
         unsafe { File::from_raw_fd(libc::dup(fd.as_raw_fd())) }
-    }
-
-    #[test]
-    fn eventfd_is_accepted_and_made_non_blocking() {
-        let f = blocking_eventfd();
-        check_eventfd(f.as_fd()).unwrap();
-        // SAFETY: F_GETFL reads the flags of a descriptor we own.
-        let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
-        assert_ne!(flags & libc::O_NONBLOCK, 0, "O_NONBLOCK set");
-    }
-
-    #[test]
-    fn pipe_is_refused() {
-        let mut fds = [0; 2];
-        // SAFETY: pipe writes two descriptors into the array.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: both descriptors are new and owned only here.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut w = File::from(w);
-        w.write_all(&[1]).unwrap();
-        let e = check_eventfd(r.as_fd()).unwrap_err();
-        assert!(matches!(e, FdError::NotAnEventfd { ref kind, .. } if kind.starts_with("pipe:")));
-    }
-
-    #[test]
-    fn regular_file_is_refused() {
-        let f = File::open("/proc/self/status").unwrap();
-        assert!(matches!(
-            check_eventfd(f.as_fd()),
-            Err(FdError::NotAnEventfd { .. })
-        ));
-    }
-
-    #[test]
-    fn report_budget_runs_out() {
-        let r = Reports::new(2);
-        assert!(r.take());
-        assert!(r.take());
-        assert!(!r.take());
-        assert!(!r.take());
     }
 
     #[test]

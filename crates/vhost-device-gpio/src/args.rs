@@ -3,7 +3,9 @@
 use std::num::NonZeroU16;
 
 use clap::Parser;
-use vhost_device_common::args::{SandboxArgs, SocketArgs, SocketArgsError};
+use vhost_device_common::args::{
+    CapabilitiesArgs, SandboxArgs, SocketArgs, SocketArgsError, TraceArgs,
+};
 use vhost_device_common::listener::SocketConfig;
 
 pub use crate::host::DeviceSpec;
@@ -31,6 +33,12 @@ pub use crate::host::DeviceSpec;
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
+
+    #[command(flatten)]
+    pub capabilities: CapabilitiesArgs,
+
+    #[command(flatten)]
+    pub trace: TraceArgs,
 
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -142,7 +150,7 @@ impl TryFrom<Args> for Config {
         Ok(Self {
             sockets,
             devices,
-            trace: args.sockets.trace,
+            trace: args.trace.trace,
         })
     }
 }

@@ -1,23 +1,21 @@
-//! The vhost-user backend: features, config space, and the worker's three event sources
-//! (requestq kicks, eventq kicks, the host's edge descriptor) on one thread; the chains
-//! themselves are handled by [`crate::chains`].
+//! The device's part of the vhost-user backend: features, config space, and the worker's
+//! three event sources (requestq kicks, eventq kicks, the host's edge descriptor) on one
+//! thread; the chains themselves are handled by [`crate::chains`], the rest of the backend
+//! by `vhost_device_common::backend`.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use log::{error, warn};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
-use vhost_device_common::queue::{self, UsedRing, WorkerExitEvents};
+use vhost_device_common::Vring;
+use vhost_device_common::backend::{Backend, VirtioDevice};
+use vhost_device_common::queue::{self, UsedRing};
 use vhost_device_common::report::ErrorChain;
-use vhost_device_common::serve::DaemonBackend;
-use vhost_device_common::{GuestMemory, TRANSPORT_FEATURES, Vring, memory};
-use vhost_user_backend::{VhostUserBackend, VringEpollHandler};
 use virtio_gpio_core::device::NoLinesError;
 use virtio_gpio_core::msg::{CONFIG_SIZE, VIRTIO_GPIO_F_IRQ, bounded_read};
 use virtio_gpio_core::{GpioDevice, GpioHost};
-use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{EventConsumer, EventNotifier};
 
 use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event, trace_events};
 
@@ -25,10 +23,15 @@ use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event, trace_ev
 pub const NUM_QUEUES: usize = 2;
 /// Largest queue accepted (QEMU 7.2 uses 256 entries, QEMU >= 9 uses 64).
 pub const QUEUE_SIZE: usize = 256;
-const REQUEST_QUEUE: u16 = 0;
-const EVENT_QUEUE: u16 = 1;
-/// The host's edge descriptor; 2 is the library's exit/vring-enable event.
-const HOST_EVENTS: u16 = 3;
+const REQUEST_QUEUE: usize = 0;
+const EVENT_QUEUE: usize = 1;
+/// The device's one event source: the host's edge descriptor (its device event number is
+/// `GpioBackend::source_event_id(HOST_EDGES)`, handed out by the shared backend).
+pub const HOST_EDGES: usize = 0;
+
+/// One connection's vhost-user backend: [`VirtioGpio`] behind the shared [`Backend`], which
+/// owns the memory check, the exit events, the transport features and the event numbering.
+pub type GpioBackend<H> = Backend<VirtioGpio<H>>;
 
 /// Why a worker stopped (host faults only).
 #[derive(Debug, thiserror::Error)]
@@ -46,30 +49,18 @@ struct State<H> {
     trace: bool,
 }
 
-struct Shared<H> {
+/// One connection's virtio-gpio device over a host chip: requestq, eventq and the host's
+/// edge events, all on the one vring worker.
+pub struct VirtioGpio<H> {
     state: Mutex<State<H>>,
-    exit_events: WorkerExitEvents,
     config: [u8; CONFIG_SIZE],
     host_fd: RawFd,
 }
 
-/// A virtio-gpio vhost-user backend over a host chip.
-pub struct GpioBackend<H> {
-    shared: Arc<Shared<H>>,
-}
-
-impl<H> Clone for GpioBackend<H> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<H> std::fmt::Debug for GpioBackend<H> {
+impl<H> std::fmt::Debug for VirtioGpio<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpioBackend")
-            .field("config", &self.shared.config)
+        f.debug_struct("VirtioGpio")
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -117,100 +108,67 @@ where
     }
 }
 
-impl<H> GpioBackend<H>
+impl<H> VirtioGpio<H>
 where
     H: GpioHost + AsRawFd,
 {
-    /// A backend for one frontend connection; `trace` logs every message (`--trace`).
+    /// The device for one frontend connection; `trace` logs every message (`--trace`).
     pub fn new(host: H, trace: bool) -> Result<Self, NoLinesError> {
         let host_fd = host.as_raw_fd();
         let device = GpioDevice::new(host)?;
         let config = device.config().to_bytes();
         Ok(Self {
-            shared: Arc::new(Shared {
-                state: Mutex::new(State { device, trace }),
-                exit_events: WorkerExitEvents::default(),
-                config,
-                host_fd,
-            }),
+            state: Mutex::new(State { device, trace }),
+            config,
+            host_fd,
         })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State<H>> {
         // A panic elsewhere cannot leave the device half-updated in a way that matters more
         // than stopping service would.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl<H> VhostUserBackend for GpioBackend<H>
+/// A host fault ends the worker, loudly.
+fn worker_result(result: Result<(), WorkerError>) -> io::Result<()> {
+    result.map_err(|e| {
+        error!("GPIO worker stops: {}", ErrorChain(&e));
+        io::Error::other(e)
+    })
+}
+
+impl<H> VirtioDevice for VirtioGpio<H>
 where
     H: GpioHost + AsRawFd + Send + 'static,
     H::Error: Send + Sync,
 {
-    type Bitmap = ();
-    type Vring = Vring;
+    const QUEUES: usize = NUM_QUEUES;
+    const MAX_QUEUE_SIZE: usize = QUEUE_SIZE;
 
-    fn num_queues(&self) -> usize {
-        NUM_QUEUES
+    fn device_features(&self) -> u64 {
+        1 << VIRTIO_GPIO_F_IRQ
     }
 
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE
-    }
-
-    fn features(&self) -> u64 {
-        TRANSPORT_FEATURES | (1 << VIRTIO_GPIO_F_IRQ)
-    }
-
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::MQ
-            | VhostUserProtocolFeatures::REPLY_ACK
-            | VhostUserProtocolFeatures::CONFIG
-    }
-
-    fn set_event_idx(&self, _enabled: bool) {
-        // The vrings know it (the library sets it on each queue); the drain loop reads it there.
+    fn extra_protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::CONFIG
     }
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         // A short answer makes the library reply with an error; it never panics.
-        bounded_read(&self.shared.config, offset, size).to_vec()
+        bounded_read(&self.config, offset, size).to_vec()
     }
 
-    fn reset_device(&self) {
-        // The frontend resets the device: nothing of the driver's state survives it.
+    fn reset(&self) {
         if let Err(e) = self.state().device.reset() {
             warn!("device reset: {}", ErrorChain(&e));
         }
     }
 
-    fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
-        // The vrings read guest memory through the same atomic the library updates in place;
-        // this only refuses a table that would crash the process (the rings check it again
-        // before they touch it).
-        memory::check_update(&mem)
-    }
-
-    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        self.shared.exit_events.create(thread_index)
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        evset: EventSet,
-        vrings: &[Vring],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        if !evset.contains(EventSet::IN) {
-            warn!("event {device_event}: unexpected event set {evset:?}");
-        }
+    fn queue_kick(&self, queue: usize, vrings: &[Vring]) -> io::Result<()> {
         let mut state = self.state();
-        let result = match (vrings, device_event) {
+        worker_result(match (vrings, queue) {
             ([requestq, eventq], REQUEST_QUEUE) => {
                 state.requests(requestq, eventq);
                 Ok(())
@@ -219,34 +177,28 @@ where
                 state.events(eventq);
                 Ok(())
             }
-            ([_, eventq], HOST_EVENTS) => state.host_edges(eventq),
             ([_, _], other) => {
-                warn!("unknown device event {other}");
+                warn!("kick of unknown queue {other}");
                 Ok(())
             }
             (v, _) => Err(WorkerError::Vrings(v.len())),
-        };
-        result.map_err(|e| {
-            error!("GPIO worker stops: {}", ErrorChain(&e));
-            io::Error::other(e)
         })
     }
-}
 
-impl<H> DaemonBackend for GpioBackend<H>
-where
-    H: GpioHost + AsRawFd + Send + 'static,
-    H::Error: Send + Sync,
-{
-    fn register_listeners(&self, handlers: &[Arc<VringEpollHandler<Self>>]) -> io::Result<()> {
-        let handler = handlers
-            .first()
-            .ok_or_else(|| io::Error::other("no vring worker"))?;
-        handler.register_listener(self.shared.host_fd, EventSet::IN, u64::from(HOST_EVENTS))
+    fn event_sources(&self) -> Vec<RawFd> {
+        vec![self.host_fd]
     }
 
-    fn exit_events(&self) -> &WorkerExitEvents {
-        &self.shared.exit_events
+    fn source_event(&self, source: usize, vrings: &[Vring]) -> io::Result<()> {
+        let mut state = self.state();
+        worker_result(match (vrings, source) {
+            ([_, eventq], HOST_EDGES) => state.host_edges(eventq),
+            ([_, _], other) => {
+                warn!("unknown device event source {other}");
+                Ok(())
+            }
+            (v, _) => Err(WorkerError::Vrings(v.len())),
+        })
     }
 }
 
@@ -255,8 +207,10 @@ mod tests {
     use super::*;
     use crate::host::SimChip;
 
+    use vhost_user_backend::VhostUserBackend;
+
     fn backend() -> GpioBackend<SimChip> {
-        GpioBackend::new(SimChip::new(8).unwrap(), false).unwrap()
+        GpioBackend::new(VirtioGpio::new(SimChip::new(8).unwrap(), false).unwrap())
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! in `vhost-device-common`. The modules, the same in both daemons:
 //!
 //! - [`args`]: the command line and its validation;
-//! - [`backend`]: the vhost-user backend (features, config space, queues, the worker);
+//! - [`backend`]: the device's part of the vhost-user backend (features, config space,
+//!   queues, the worker);
 //! - [`chains`]: descriptor chains <-> the core crate;
 //! - [`trace`]: `--trace` lines;
 //! - [`host`]: host backends behind the core's `GpioHost` trait (`host::linux`, the GPIO
@@ -22,7 +23,9 @@ use vhost_device_common::sandbox::{DeviceSyscalls, Ioctl, SandboxConfig};
 use virtio_gpio_core::device::NoLinesError;
 
 use crate::args::{Args, Config, ConfigError};
-use crate::backend::GpioBackend;
+use vhost_device_common::backend::Backend;
+
+use crate::backend::{GpioBackend, VirtioGpio};
 use crate::host::{Host, HostError, HostSource, OpenError};
 
 /// Why the daemon refused to start, or a connection's backend could not be made.
@@ -53,15 +56,25 @@ pub struct GpioDaemon {
 }
 
 impl GpioDaemon {
-    /// A fresh backend for one connection on socket `index`: every line released, no
+    /// A fresh device for one connection on socket `index`: every line released, no
     /// interrupt state.
+    pub fn device_for(
+        sources: &[HostSource],
+        index: usize,
+        trace: bool,
+    ) -> Result<VirtioGpio<Host>, Error> {
+        let source = sources.get(index).ok_or(Error::NoDevice(index))?;
+        Ok(VirtioGpio::new(source.instantiate()?, trace)?)
+    }
+
+    /// [`GpioDaemon::device_for`] behind the backend a connection gets (for tests and fuzz
+    /// targets that drive the backend directly).
     pub fn backend_for(
         sources: &[HostSource],
         index: usize,
         trace: bool,
     ) -> Result<GpioBackend<Host>, Error> {
-        let source = sources.get(index).ok_or(Error::NoDevice(index))?;
-        Ok(GpioBackend::new(source.instantiate()?, trace)?)
+        Self::device_for(sources, index, trace).map(Backend::new)
     }
 }
 
@@ -70,7 +83,7 @@ impl Device for GpioDaemon {
     const DEVICE_TYPE: &'static str = "gpio";
     type Args = Args;
     type Config = Config;
-    type Backend = GpioBackend<Host>;
+    type Virtio = VirtioGpio<Host>;
     type Error = Error;
     const SYSCALLS: DeviceSyscalls = SYSCALLS;
 
@@ -103,8 +116,8 @@ impl Device for GpioDaemon {
         })
     }
 
-    fn backend(&self, index: usize) -> Result<GpioBackend<Host>, Error> {
-        Self::backend_for(&self.sources, index, self.trace)
+    fn virtio_device(&self, index: usize) -> Result<VirtioGpio<Host>, Error> {
+        Self::device_for(&self.sources, index, self.trace)
     }
 }
 

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use vhost_device_gpio::GpioDaemon;
-use vhost_device_gpio::backend::GpioBackend;
+use vhost_device_gpio::backend::{GpioBackend, HOST_EDGES};
 use vhost_device_gpio::host::{Host, HostSource};
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_gpio_core::msg::encode_request;
@@ -29,10 +29,13 @@ use virtio_gpio_core::msg::msg_type::{
 };
 
 /// The fuzz target's device: requestq, eventq (up to 8 buffers held, one per line), and
-/// the host chip's edge descriptor as device event 3.
+/// the host chip's edge descriptor as its device event.
+/// The host chip's edge descriptor, as the shared backend numbers it.
+const HOST_EVENTS: u16 = GpioBackend::<Host>::source_event_id(HOST_EDGES).unwrap();
+
 const DEVICE: ScriptDevice<'static> = ScriptDevice {
     queues: 2,
-    events: &[0, 1, 3],
+    events: &[0, 1, HOST_EVENTS],
     max_held: &[0, 8],
 };
 /// Indices into `DEVICE.events`.

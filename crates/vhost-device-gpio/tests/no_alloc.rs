@@ -20,7 +20,7 @@
 
 use vhost_device_common::{GuestMemory, Vring};
 use vhost_device_gpio::GpioDaemon;
-use vhost_device_gpio::backend::GpioBackend;
+use vhost_device_gpio::backend::{GpioBackend, HOST_EDGES};
 use vhost_device_gpio::host::{Host, HostSource};
 use vhost_user_backend::VhostUserBackend;
 use vhost_user_test_frontend::inproc::{
@@ -42,8 +42,9 @@ static A: CountingAllocator = CountingAllocator;
 const QSIZE: u16 = 256;
 const REQUEST_QUEUE: u16 = 0;
 const EVENT_QUEUE: u16 = 1;
-/// The backend's device event for the host chip's edge descriptor.
-const HOST_EVENTS: u16 = 3;
+/// The backend's device event for the host chip's edge descriptor (numbered by the shared
+/// backend).
+const HOST_EVENTS: u16 = GpioBackend::<Host>::source_event_id(HOST_EDGES).unwrap();
 
 const OK: u8 = 0;
 const VALID: u8 = 1;

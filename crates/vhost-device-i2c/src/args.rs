@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use clap::Parser;
-use vhost_device_common::args::{SandboxArgs, SocketArgs, SocketArgsError};
+use vhost_device_common::args::{
+    CapabilitiesArgs, SandboxArgs, SocketArgs, SocketArgsError, TraceArgs,
+};
 use vhost_device_common::listener::SocketConfig;
 use virtio_i2c_core::Address;
 
@@ -34,6 +36,12 @@ use crate::host::sim::Model;
 pub struct Args {
     #[command(flatten)]
     pub sockets: SocketArgs,
+
+    #[command(flatten)]
+    pub capabilities: CapabilitiesArgs,
+
+    #[command(flatten)]
+    pub trace: TraceArgs,
 
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -174,7 +182,7 @@ impl TryFrom<Args> for Config {
             sockets,
             adapters,
             simulated,
-            trace: args.sockets.trace,
+            trace: args.trace.trace,
         })
     }
 }

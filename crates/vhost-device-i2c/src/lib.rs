@@ -3,7 +3,7 @@
 //! in `vhost-device-common`. The modules, the same in both daemons:
 //!
 //! - [`args`]: the command line and its validation;
-//! - [`backend`]: the vhost-user backend (features, queues, memory, the worker);
+//! - [`backend`]: the device's part of the vhost-user backend (features, queue, the worker);
 //! - [`chains`]: descriptor chains <-> the core crate;
 //! - [`trace`]: `--trace` lines;
 //! - [`host`]: host backends behind the core's `I2cAdapter` trait (`host::linux`,
@@ -22,7 +22,7 @@ use vhost_device_common::listener::SocketConfig;
 use vhost_device_common::sandbox::{DeviceSyscalls, SandboxConfig};
 
 use crate::args::{Args, Config, ConfigError};
-use crate::backend::I2cBackend;
+use crate::backend::VirtioI2c;
 use crate::host::{Router, SetupError};
 
 /// Why the daemon refused to start.
@@ -48,7 +48,7 @@ impl Device for I2cDaemon {
     const DEVICE_TYPE: &'static str = "i2c";
     type Args = Args;
     type Config = Config;
-    type Backend = I2cBackend;
+    type Virtio = VirtioI2c;
     type Error = Error;
     const SYSCALLS: DeviceSyscalls = SYSCALLS;
 
@@ -69,8 +69,8 @@ impl Device for I2cDaemon {
         })
     }
 
-    fn backend(&self, _index: usize) -> Result<I2cBackend, Error> {
-        Ok(I2cBackend::new(Arc::clone(&self.router), self.trace))
+    fn virtio_device(&self, _index: usize) -> Result<VirtioI2c, Error> {
+        Ok(VirtioI2c::new(Arc::clone(&self.router), self.trace))
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use vhost_device_i2c::args::{Args, Config};
-use vhost_device_i2c::backend::I2cBackend;
+use vhost_device_i2c::backend::{I2cBackend, VirtioI2c};
 use vhost_device_i2c::host::Router;
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_i2c_core::request::encode_header;
@@ -49,7 +49,7 @@ fn backend() -> I2cBackend {
     .unwrap();
     let config = Config::try_from(args).unwrap();
     let router = Router::open(&config.adapters, &config.simulated).unwrap();
-    I2cBackend::new(Arc::new(router), false)
+    I2cBackend::new(VirtioI2c::new(Arc::new(router), false))
 }
 
 fn run(script: &[u8]) -> Outcome {

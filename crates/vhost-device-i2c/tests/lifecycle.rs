@@ -279,3 +279,53 @@ fn two_sockets_serve_two_frontends_at_once() {
     let mut fe0 = d.connect(0);
     assert_eq!(read_reg(&mut fe0, EEPROM, 0xa0, 2), [0xde, 0xad]);
 }
+
+/// What the daemon says of guest memory a frontend could shrink under it (memory.rs).
+const UNSEALED: &str = "not sealed against shrinking";
+
+/// QEMU seals its memfd memory backend against shrinking (the test frontend does too): such
+/// memory cannot be cut from under the daemon, and nothing is said about it.
+#[test]
+fn guest_memory_sealed_against_shrinking_is_served_without_a_word() {
+    let mut d = simulated();
+    for _ in 0..2 {
+        let mut fe = d.connect(0);
+        still_serves(&mut fe);
+    }
+    d.assert_running();
+    let log = d.log();
+    assert!(!log.contains(UNSEALED), "sealed memory reported:\n{log}");
+}
+
+/// Unsealed memory is served too (refusing it would refuse QEMU without sealing), with one
+/// info line per run that its frontend could end the process, not one per connection.
+#[test]
+fn unsealed_guest_memory_is_served_and_said_once_per_run() {
+    let mut d = simulated();
+    let unsealed = vhost_user_test_frontend::FrontendOptions {
+        seal_memory: false,
+        ..d.frontend_options()
+    };
+    for _ in 0..2 {
+        let mut fe = d.connect_with(0, unsealed.clone());
+        still_serves(&mut fe);
+    }
+    d.assert_running();
+    let lines: Vec<String> = d
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains(UNSEALED))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line across two connections:\n{}",
+        d.log()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("INFO") && l.contains("SIGBUS")),
+        "{lines:?}"
+    );
+}

@@ -15,7 +15,7 @@ use clap::Parser;
 
 use vhost_device_common::{GuestMemory, Vring};
 use vhost_device_i2c::args::{Args, Config};
-use vhost_device_i2c::backend::I2cBackend;
+use vhost_device_i2c::backend::{I2cBackend, VirtioI2c};
 use vhost_device_i2c::host::Router;
 use vhost_user_backend::VhostUserBackend;
 use vhost_user_test_frontend::inproc::{
@@ -60,7 +60,7 @@ fn setup(event_idx: bool) -> Setup {
     .unwrap();
     let config = Config::try_from(args).unwrap();
     let router = Router::open(&config.adapters, &config.simulated).unwrap();
-    let backend = I2cBackend::new(Arc::new(router), false);
+    let backend = I2cBackend::new(VirtioI2c::new(Arc::new(router), false));
 
     let mmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
     let mem: GuestMemory = GuestMemoryAtomic::new(mmap.clone());

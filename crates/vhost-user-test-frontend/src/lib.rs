@@ -210,6 +210,9 @@ pub struct FrontendOptions {
     pub enable_rings: bool,
     /// Offered features to ack (default all); [`UNSUPPORTED_FEATURES`] are never acked.
     pub features_mask: u64,
+    /// Seal the guest memory memfd against shrinking (`F_SEAL_SHRINK`), as QEMU seals its
+    /// memfd memory backends by default (default true).
+    pub seal_memory: bool,
 }
 
 impl Default for FrontendOptions {
@@ -221,6 +224,7 @@ impl Default for FrontendOptions {
             negotiate_event_idx: true,
             enable_rings: true,
             features_mask: u64::MAX,
+            seal_memory: true,
         }
     }
 }
@@ -359,16 +363,29 @@ fn open_session(path: &Path, max_queues: u64) -> Result<(Frontend, socket::Watch
     }
 }
 
-/// Creates `size` bytes of memfd-backed shared memory mapped at guest address 0.
-pub(crate) fn create_memory(size: usize) -> Result<GuestMemoryMmap, Error> {
+/// Creates `size` bytes of memfd-backed shared memory mapped at guest address 0, sealed
+/// against shrinking if `sealed` (as QEMU's memfd backend is).
+pub(crate) fn create_memory(size: usize, sealed: bool) -> Result<GuestMemoryMmap, Error> {
     // SAFETY: the name is a valid NUL-terminated string; the return value is checked.
-    let fd = unsafe { libc::memfd_create(c"vhost-user-test-frontend".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe {
+        libc::memfd_create(
+            c"vhost-user-test-frontend".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
     if fd < 0 {
         return Err(Error::Memfd(io::Error::last_os_error()));
     }
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
     let file = unsafe { File::from_raw_fd(fd) };
     file.set_len(u64::try_from(size)?).map_err(Error::Memfd)?;
+    if sealed {
+        // SAFETY: F_ADD_SEALS on the descriptor `file` owns; it touches no memory.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
+        if rc < 0 {
+            return Err(Error::Memfd(io::Error::last_os_error()));
+        }
+    }
     let mem = GuestMemoryMmap::from_ranges_with_files([(
         GuestAddress(0),
         size,
@@ -398,7 +415,7 @@ impl TestFrontend {
             u64::try_from(opts.mem_size)?,
         )
         .ok_or(Error::InvalidOptions("mem_size too small for the queues"))?;
-        let mem = create_memory(opts.mem_size)?;
+        let mem = create_memory(opts.mem_size, opts.seal_memory)?;
 
         let (mut frontend, watchdog, offered_features) =
             open_session(path, u64::try_from(opts.num_queues)?)?;

@@ -604,7 +604,7 @@ mod tests {
     use crate::layout::MemoryLayout;
 
     fn queue(size: u16, event_idx: bool) -> TestQueue {
-        let mem = crate::create_memory(1 << 20).unwrap();
+        let mem = crate::create_memory(1 << 20, true).unwrap();
         let (ring, start, end) = MemoryLayout::new(1, size, 1 << 20).unwrap().queues[0];
         TestQueue::new(
             0,

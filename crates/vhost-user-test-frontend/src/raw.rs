@@ -702,7 +702,8 @@ impl RawFrontend {
             u64::try_from(opts.mem_size).map_err(Error::from)?,
         )
         .ok_or(Error::InvalidOptions("mem_size too small for the queues"))?;
-        let mem = crate::create_memory(opts.mem_size)?;
+        // Unsealed: a hostile frontend keeps the right to shrink its memory.
+        let mem = crate::create_memory(opts.mem_size, false)?;
         let mut rings = Vec::new();
         let mut setup = Vec::new();
         let mut queues = Vec::new();

@@ -2,9 +2,8 @@
 //! (the error type of their `I2cAdapter` implementation).
 
 use std::io;
-use std::sync::{Arc, Mutex};
 
-use virtio_i2c_core::{Address, I2cAdapter};
+use virtio_i2c_core::Address;
 
 /// A host adapter's failure.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +15,3 @@ pub enum AdapterError {
     #[error("no device at {0}")]
     NoDevice(Address),
 }
-
-/// An adapter the router can drive, shared by every socket.
-pub type SharedAdapter = Arc<Mutex<dyn I2cAdapter<Error = AdapterError> + Send>>;

@@ -12,12 +12,15 @@ pub mod sim;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use log::info;
-use virtio_i2c_core::{Address, Message};
+use virtio_i2c_core::{Address, I2cAdapter, Message};
 use virtio_i2c_core::{ExecError, execute};
 
-use error::{AdapterError, SharedAdapter};
+use error::AdapterError;
 use linux::{AdapterSpec, LinuxAdapter, OpenError};
 use sim::{Model, SimAdapter};
+
+/// An adapter the router can drive, shared by every socket (each behind its own mutex).
+pub type SharedAdapter = Arc<Mutex<dyn I2cAdapter<Error = AdapterError> + Send>>;
 
 /// Why a group could not be run.
 #[derive(Debug, thiserror::Error)]
