@@ -91,7 +91,7 @@ proptest! {
             }).collect();
             bufs.sort_by_key(|b| b.writable);
             // Keep at most 4 in flight, and enough free descriptors for this chain.
-            let needed = if use_indirect { 1 } else { bufs.len() as u16 };
+            let needed = if use_indirect { 1 } else { u16::try_from(bufs.len()).unwrap() };
             loop {
                 while let Some(u) = drv.pop_used(&mem).unwrap() {
                     prop_assert_eq!(Some(u), returned.first().copied());
