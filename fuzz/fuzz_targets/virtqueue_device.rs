@@ -15,8 +15,7 @@ const BASE: u64 = 0x1_0000;
 const MEM: usize = 4096;
 
 fuzz_target!(|input: &[u8]| {
-    let (&[size_log, features], rest) = input.split_first_chunk::<2>().unwrap_or((&[0, 0], &[]))
-    else {
+    let Some((&[size_log, features], rest)) = input.split_first_chunk::<2>() else {
         return;
     };
     let mut region = [0u8; MEM];
