@@ -5,7 +5,10 @@
 #   2. the guest suites (tests/guest/run-all.sh): real Linux drivers against our daemons,
 #      and our daemons against real kernel devices, in QEMU guests. That step installs
 #      what it needs (QEMU >= 9, busybox, gpiod, linux-source-6.12) and builds/caches a
-#      guest kernel outside the repository.
+#      guest kernel outside the repository;
+#   3. the cores without an OS (tests/cortex-m.sh): the Cortex-M firmware under
+#      qemu-system-arm with its footprint, and the no_std crates' tests on a 32-bit target.
+#      Run after the guest suites, so its qemu-system-arm matches their QEMU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +20,6 @@ echo "== cargo test took $((cargo_end - start)) s"
 
 echo "== guest suites"
 bash tests/guest/run-all.sh
+
+echo "== the cores without an OS (Cortex-M firmware, 32-bit tests)"
+bash tests/cortex-m.sh

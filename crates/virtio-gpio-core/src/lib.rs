@@ -8,6 +8,9 @@
 //! - [`device`]: [`GpioDevice`], the per-line state machine (direction, pending output value)
 //!   and the interrupt state machine (type, held eventq buffer, latched edges).
 //!
+//! - [`sim`]: the simulated chip with wired pairs, served by the daemon and the bare-metal
+//!   firmware alike.
+//!
 //! Nothing here knows about vhost-user or virtqueues: a held eventq buffer is an opaque
 //! token chosen by the caller.
 #![no_std]
@@ -17,6 +20,7 @@ pub mod device;
 pub mod host;
 pub mod msg;
 pub mod names;
+pub mod sim;
 
 pub use device::{DeviceError, GpioDevice, Response};
 pub use host::{Edge, EdgeDetection, GpioHost, LineConfig};

@@ -7,7 +7,9 @@
 //! the [`I2cAdapter`] trait, so the same logic can run in a vhost-user daemon, an in-VMM
 //! device or a bare-metal backend.
 //!
-//! `#![no_std]` with `alloc` (used once, to preallocate group buffers).
+//! `#![no_std]` with `alloc` (used once, to preallocate group buffers). [`sim`] holds the
+//! simulated devices (24c02 EEPROM, DS1338 RTC) that both the daemon and the bare-metal
+//! firmware serve.
 
 #![no_std]
 
@@ -19,6 +21,7 @@ pub mod dispatch;
 pub mod group;
 pub mod message;
 pub mod request;
+pub mod sim;
 pub mod smbus;
 
 pub use adapter::I2cAdapter;
