@@ -6,6 +6,9 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+#[path = "common/subject.rs"]
+mod subject;
+
 use std::time::Duration;
 
 use vhost_user_test_frontend::Desc;
@@ -18,10 +21,7 @@ const DIR_NONE: u32 = 0;
 const DIR_OUT: u32 = 1;
 
 const TARGET: Target = Target {
-    name: "gpio",
-    binary: env!("CARGO_BIN_EXE_vhost-device-gpio"),
-    args: &["-l", "s8"],
-    num_queues: 2,
+    subject: subject::SUBJECT,
     queue_size: 64,
     probe,
     request,

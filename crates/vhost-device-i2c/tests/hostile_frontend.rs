@@ -6,6 +6,9 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+#[path = "common/subject.rs"]
+mod subject;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -18,10 +21,7 @@ const EEPROM: u8 = 0x50;
 const WAIT: Duration = Duration::from_secs(1);
 
 const TARGET: Target = Target {
-    name: "i2c",
-    binary: env!("CARGO_BIN_EXE_vhost-device-i2c"),
-    args: &["--simulate", "24c02@0x50"],
-    num_queues: 1,
+    subject: subject::SUBJECT,
     queue_size: 64,
     probe,
     request,

@@ -195,7 +195,7 @@ fn early_kick(dut: &mut Dut, options: RawOptions) -> Result<RawFrontend, String>
     let mut fe = dut.raw(options)?;
     // SET_OWNER .. SET_FEATURES, then each queue's call and kick fds, and a kick.
     fe.run_until(6).map_err(err("negotiation"))?;
-    let n = u32::try_from(dut.target.num_queues).unwrap_or(1);
+    let n = u32::try_from(dut.target.subject.num_queues).unwrap_or(1);
     for q in 0..n {
         let qi = usize::try_from(q).unwrap_or(0);
         let (kick_fd, call_fd) = {

@@ -5,14 +5,15 @@
 //! A daemon crate's test names its [`Target`] (binary, arguments, queues, and a probe that
 //! checks one correct answer) and lists the attacks with [`crate::hostile_frontend_tests`].
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{Daemon, Launch};
+pub use crate::binary::Subject;
+use crate::daemon::Daemon;
+pub use crate::daemon::chain;
 use crate::raw::{RawError, RawFrontend, RawOptions};
 
 /// How long a fresh connection may take to get its correct answer.
@@ -33,17 +34,11 @@ pub const MAX_LOG_LINES: usize = 20;
 /// Largest log growth read back into memory; beyond it the growth is reported in bytes.
 const MAX_LOG_READ: u64 = 4 << 20;
 
-/// What is tested: a daemon binary and how to talk to it.
+/// What is tested: a daemon (binary, device, queues) and how to talk to it.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
-    /// Short name for messages (`i2c`, `gpio`).
-    pub name: &'static str,
-    /// Path of the binary.
-    pub binary: &'static str,
-    /// Arguments besides `-s SOCKET` (a simulated device).
-    pub args: &'static [&'static str],
-    /// Queues a frontend sets up.
-    pub num_queues: usize,
+    /// The daemon; its launches honour the chosen binary and runner.
+    pub subject: Subject,
     /// Entries per queue.
     pub queue_size: u16,
     /// Checks one correct answer on a handshaken frontend; `Err` says what was wrong.
@@ -71,15 +66,17 @@ impl Dut {
     /// the log bound is meant for the default) and waits for its socket.
     pub fn start(target: Target) -> Result<Dut, String> {
         let level = std::env::var("HOSTILE_RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-        let mut daemon = Launch::new(target.binary)
-            .args(target.args)
+        let mut daemon = target
+            .subject
+            .launch()
             .rust_log(Some(&level))
-            .start();
+            .try_start()
+            .map_err(|e| format!("{}: {}", target.subject.name, chain(&e)))?;
         let pid = u32::try_from(daemon.pid()).map_err(|e| format!("pid: {e}"))?;
         if let Some(status) = daemon.exited() {
             return Err(format!(
                 "{}: daemon died: {}",
-                target.name,
+                target.subject.name,
                 describe_exit(status)
             ));
         }
@@ -93,7 +90,7 @@ impl Dut {
         // The baseline of the descriptor check: the state after a fresh connection, which
         // is also the state every check leaves the daemon in.
         dut.fresh_answer()
-            .map_err(|e| format!("{}: before any attack: {e}", target.name))?;
+            .map_err(|e| format!("{}: before any attack: {e}", target.subject.name))?;
         dut.fd_baseline = dut.settled_fd_count(None)?;
         Ok(dut)
     }
@@ -111,7 +108,7 @@ impl Dut {
     /// Options for a frontend that matches the target.
     pub fn options(&self) -> RawOptions {
         RawOptions {
-            num_queues: self.target.num_queues,
+            num_queues: self.target.subject.num_queues,
             queue_size: self.target.queue_size,
             ..RawOptions::default()
         }
@@ -292,7 +289,7 @@ impl Dut {
             Err(e) => failures.push(e),
         }
         if let Some(fe) = attacker {
-            for q in 0..u32::try_from(self.target.num_queues).unwrap_or(1) {
+            for q in 0..u32::try_from(self.target.subject.num_queues).unwrap_or(1) {
                 match fe.conn.get_vring_base(q, ANSWER_WITHIN) {
                     Ok(_) => {}
                     Err(e) if e.is_closed() => break,
@@ -344,17 +341,6 @@ impl Dut {
     }
 }
 
-/// An error and its sources on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let _ = write!(s, ": {inner}");
-        source = inner.source();
-    }
-    s
-}
-
 /// A log line cut to 300 characters.
 fn cut(line: &str) -> String {
     line.chars().take(300).collect()
@@ -378,7 +364,10 @@ fn describe_exit(status: ExitStatus) -> String {
 pub fn run_attack(target: Target, name: &str, attack: fn(&mut Dut) -> Result<(), String>) {
     let mut dut = match Dut::start(target) {
         Ok(d) => d,
-        Err(e) => panic!("{}: {name}: cannot start the daemon: {e}", target.name),
+        Err(e) => panic!(
+            "{}: {name}: cannot start the daemon: {e}",
+            target.subject.name
+        ),
     };
     dut.mark();
     crate::attacks::take_findings();
@@ -400,7 +389,7 @@ pub fn run_attack(target: Target, name: &str, attack: fn(&mut Dut) -> Result<(),
         };
         panic!(
             "{} daemon, attack `{name}`: {e}\n--- daemon log during the attack ({bytes} bytes) ---\n{}\n---",
-            target.name,
+            target.subject.name,
             tail.join("\n")
         );
     }

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use vhost_user_test_frontend::Desc;
-use vhost_user_test_frontend::dut::{Dut, Target, chain};
+use vhost_user_test_frontend::dut::{Dut, Subject, Target, chain};
 use vhost_user_test_frontend::raw::{RawFrontend, code};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_broken-backend");
@@ -30,10 +30,15 @@ fn request() -> Vec<Desc> {
 
 fn target(args: &'static [&'static str]) -> Target {
     Target {
-        name: "stand-in",
-        binary: BINARY,
-        args,
-        num_queues: 1,
+        subject: Subject {
+            name: "stand-in",
+            // Never set: the stand-in is always this crate's build.
+            bin_var: "VHOST_DEVICE_STAND_IN_BIN",
+            workspace_build: BINARY,
+            device_args: args,
+            device_args_for: |_| Vec::new(),
+            num_queues: 1,
+        },
         queue_size: 64,
         probe,
         request,
