@@ -2,9 +2,10 @@
 //! watched through /proc (alive, CPU time, open fds) after each attack of
 //! [`crate::attacks`], and asked by a fresh well-behaved connection whether it still serves.
 //!
-//! A daemon crate's test names its [`Target`] (binary, arguments, queues, and a probe that
-//! checks one correct answer) and lists the attacks with [`crate::hostile_frontend_tests`].
+//! A daemon crate's test names its [`Target`] (the daemon, and a probe that checks one
+//! correct answer); the attacks and their runner are in [`crate::attacks`].
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -59,6 +60,8 @@ pub struct Dut {
     log_mark: u64,
     /// Open descriptors once the first fresh connection had come and gone.
     fd_baseline: usize,
+    /// Observations that fail the attack but do not end it (the checks still run).
+    findings: RefCell<Vec<String>>,
 }
 
 impl Dut {
@@ -86,6 +89,7 @@ impl Dut {
             pid,
             log_mark: 0,
             fd_baseline: 0,
+            findings: RefCell::new(Vec::new()),
         };
         // The baseline of the descriptor check: the state after a fresh connection, which
         // is also the state every check leaves the daemon in.
@@ -93,6 +97,17 @@ impl Dut {
             .map_err(|e| format!("{}: before any attack: {e}", target.subject.name))?;
         dut.fd_baseline = dut.settled_fd_count(None)?;
         Ok(dut)
+    }
+
+    /// Records a failure of the running attack and lets it go on to its checks (an
+    /// explicit part of the daemon under test, where a thread-local side channel was).
+    pub fn note(&self, finding: String) {
+        self.findings.borrow_mut().push(finding);
+    }
+
+    /// The failures [`Dut::note`]d since the last call.
+    pub fn take_findings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.findings.borrow_mut())
     }
 
     /// The socket path.
@@ -341,11 +356,6 @@ impl Dut {
     }
 }
 
-/// A log line cut to 300 characters.
-fn cut(line: &str) -> String {
-    line.chars().take(300).collect()
-}
-
 fn describe_exit(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
@@ -355,60 +365,4 @@ fn describe_exit(status: ExitStatus) -> String {
         Some(sig) => format!("killed by signal {sig}"),
         None => format!("exited with {status}"),
     }
-}
-
-/// Runs one attack against a fresh daemon of `target` and panics with the attack's name,
-/// what was observed and the end of the daemon's log if it fails.
-#[track_caller]
-#[allow(clippy::panic)] // Test tooling: the panic is the test failure.
-pub fn run_attack(target: Target, name: &str, attack: fn(&mut Dut) -> Result<(), String>) {
-    let mut dut = match Dut::start(target) {
-        Ok(d) => d,
-        Err(e) => panic!(
-            "{}: {name}: cannot start the daemon: {e}",
-            target.subject.name
-        ),
-    };
-    dut.mark();
-    crate::attacks::take_findings();
-    let result = attack(&mut dut);
-    let mut findings = crate::attacks::take_findings();
-    if let Err(e) = result {
-        findings.push(e);
-    }
-    if !findings.is_empty() {
-        let e = findings.join("; ");
-        let (bytes, _, text) = dut.log_since_mark();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail: Vec<String> = if lines.len() > 16 {
-            let head = lines.iter().take(8);
-            let end = lines.iter().skip(lines.len().saturating_sub(8));
-            head.chain([&"..."]).chain(end).map(|l| cut(l)).collect()
-        } else {
-            lines.iter().map(|l| cut(l)).collect()
-        };
-        panic!(
-            "{} daemon, attack `{name}`: {e}\n--- daemon log during the attack ({bytes} bytes) ---\n{}\n---",
-            target.subject.name,
-            tail.join("\n")
-        );
-    }
-}
-
-/// Declares one `#[test]` per listed attack of [`crate::attacks`] against `$target`
-/// (an expression of type [`Target`]).
-#[macro_export]
-macro_rules! hostile_frontend_tests {
-    ($target:expr; $($attack:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $attack() {
-                $crate::dut::run_attack(
-                    $target,
-                    stringify!($attack),
-                    $crate::attacks::$attack,
-                );
-            }
-        )+
-    };
 }
