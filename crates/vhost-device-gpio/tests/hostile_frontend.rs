@@ -6,8 +6,7 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-#[path = "common/subject.rs"]
-mod subject;
+mod common;
 
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ const DIR_NONE: u32 = 0;
 const DIR_OUT: u32 = 1;
 
 const TARGET: Target = Target {
-    subject: subject::SUBJECT,
+    subject: common::SUBJECT,
     queue_size: 64,
     probe,
     request,

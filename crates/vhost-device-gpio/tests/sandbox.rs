@@ -1,7 +1,6 @@
 //! The sandbox of the `vhost-device-gpio` binary under test: the checks shared with the other
 //! daemon, from vhost-user-test-frontend's `confinement` module (see `sandbox_tests!`).
 
-#[path = "common/subject.rs"]
-mod subject;
+mod common;
 
-vhost_user_test_frontend::sandbox_tests!(subject::SUBJECT);
+vhost_user_test_frontend::sandbox_tests!(common::SUBJECT);

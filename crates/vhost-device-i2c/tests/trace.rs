@@ -12,7 +12,9 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
+use vhost_user_test_frontend::daemon::Daemon;
+use vhost_user_test_frontend::devices::i2c::*;
 
 /// Waits until the daemon's log has a line ending in `line` (trace lines are written as
 /// requests are answered).
@@ -31,7 +33,7 @@ fn trace_lines(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn every_group_is_traced_as_i2ctransfer_arguments() {
-    let mut d = start(&["--trace"], 1);
+    let mut d = SUBJECT.launch().args(&["--trace"]).start();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x00, &[0xde, 0xad]);
     wait_for_line(&mut d, "w3@0x50 0x00 0xde 0xad -> OK");
@@ -49,7 +51,7 @@ fn every_group_is_traced_as_i2ctransfer_arguments() {
 
 #[test]
 fn without_the_option_nothing_is_traced() {
-    let mut d = start(&[], 1);
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x00, &[0x01]);
     assert_eq!(read_reg(&mut fe, EEPROM, 0x00, 1), [0x01]);

@@ -173,6 +173,10 @@ pub struct Subject {
     pub device_args_for: fn(usize) -> Vec<String>,
     /// Queues the device has (for the frontend's handshake).
     pub num_queues: usize,
+    /// Entries per queue the frontend sets up.
+    pub queue_size: u16,
+    /// Checks one correct answer on a connected frontend; panics on a wrong one.
+    pub probe: fn(&mut crate::TestFrontend),
 }
 
 impl Subject {
@@ -187,16 +191,31 @@ impl Subject {
     pub fn frontend_options(&self) -> crate::FrontendOptions {
         crate::FrontendOptions {
             num_queues: self.num_queues,
+            queue_size: self.queue_size,
             ..crate::FrontendOptions::default()
         }
     }
 
     /// The launcher of the binary under test with the device of one socket.
     pub fn launch(&self) -> Launch {
-        self.binary()
-            .launch()
-            .args(self.device_args)
-            .frontend(self.frontend_options())
+        self.launch_bare().args(self.device_args)
+    }
+
+    /// The launcher of the binary under test without device arguments (the test gives
+    /// its own).
+    pub fn launch_bare(&self) -> Launch {
+        self.binary().launch().frontend(self.frontend_options())
+    }
+
+    /// Starts the daemon with the device of one socket (see [`Launch::start`]).
+    pub fn start(&self) -> crate::daemon::Daemon {
+        self.launch().start()
+    }
+
+    /// Runs the binary under test with `args` for a command line that makes it exit (see
+    /// [`crate::daemon::run_to_exit`]).
+    pub fn run_to_exit(&self, args: &[&str], timeout: Duration) -> Output {
+        self.binary().run_to_exit(args, timeout)
     }
 
     /// The launcher with `-c n` and the devices of `n` sockets.

@@ -30,7 +30,9 @@ pub mod bench;
 pub mod binary;
 pub mod confinement;
 pub mod daemon;
+pub mod devices;
 pub mod dut;
+pub mod fuzz_corpus;
 pub mod guest_script;
 pub mod hostile;
 pub mod inproc;
@@ -41,6 +43,7 @@ mod poll;
 mod queue;
 pub mod raw;
 pub mod socket;
+pub mod suites;
 
 use std::fs::File;
 use std::io;

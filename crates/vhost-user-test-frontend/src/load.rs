@@ -503,14 +503,5 @@ pub fn assert_serves_busy_guests(
     report
 }
 
-/// `e` and each of its sources, joined with ": ".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
-}
+/// `e` and each of its sources, joined with ": " (the harness's [`crate::daemon::chain`]).
+pub use crate::daemon::chain as error_chain;

@@ -38,6 +38,8 @@ fn target(args: &'static [&'static str]) -> Target {
             device_args: args,
             device_args_for: |_| Vec::new(),
             num_queues: 1,
+            queue_size: 64,
+            probe: |_| {},
         },
         queue_size: 64,
         probe,
