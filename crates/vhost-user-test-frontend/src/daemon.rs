@@ -60,6 +60,7 @@ pub struct Launch {
     env: Vec<(OsString, Option<OsString>)>,
     user: Option<u32>,
     current_dir: Option<PathBuf>,
+    open_files: Option<(u64, u64)>,
 }
 
 /// Why [`Launch::try_start`] could not bring a daemon up.
@@ -136,6 +137,7 @@ impl Launch {
             env: Vec::new(),
             user: None,
             current_dir: None,
+            open_files: None,
         }
     }
 
@@ -201,6 +203,13 @@ impl Launch {
         self
     }
 
+    /// Starts the daemon with `RLIMIT_NOFILE` set to `soft` and `hard` (to run it at the
+    /// open-files limit).
+    pub fn open_files_limit(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
+        self
+    }
+
     /// The binary this launch runs.
     pub fn binary(&self) -> &Path {
         &self.binary
@@ -245,6 +254,9 @@ impl Launch {
         }
         if let Some(uid) = self.user {
             cmd.uid(uid).gid(uid);
+        }
+        if let Some((soft, hard)) = self.open_files {
+            set_open_files_limit(&mut cmd, soft, hard);
         }
         let (sockets, listener) = if self.activation {
             let path = socket_dir.join("activated.sock");
@@ -319,6 +331,24 @@ pub fn command(runner: &[String], binary: &Path) -> Command {
             cmd.args(prefix_args).arg(binary);
             cmd
         }
+    }
+}
+
+/// Sets the child's `RLIMIT_NOFILE` before it runs the daemon.
+fn set_open_files_limit(cmd: &mut Command, soft: u64, hard: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: the closure runs in the forked child before exec and calls only setrlimit(2),
+    // which is async-signal-safe, on a value it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

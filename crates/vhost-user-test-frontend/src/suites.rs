@@ -4,7 +4,9 @@
 //!
 //! - [`lifecycle_tests!`]: termination signals (SIGINT idle on three sockets, SIGTERM after
 //!   a frontend left, SIGHUP with a frontend connected), `--print-capabilities` whatever
-//!   else is on the command line, `--fd` socket activation and a `--fd` that is no socket.
+//!   else is on the command line, `--fd` socket activation and a `--fd` that is no socket,
+//!   `--trace` whatever `RUST_LOG` says, a connection set-up failure (at the open-files
+//!   limit) logged once per run of failures.
 //! - [`smoke_tests!`]: `--print-capabilities` against the QEMU capability file (the test
 //!   packaging and the arm64 run point at an installed or cross-built binary).
 //! - [`busy_guests_tests!`]: eight busy guests at once under the default sandbox.
@@ -109,6 +111,122 @@ pub fn fd_that_is_not_a_listening_socket_is_rejected(subject: &Subject) {
     assert!(err.contains("--fd 0"), "{err}");
 }
 
+/// `--trace` lines are written whatever `RUST_LOG` says (the trace target is enabled on
+/// its own): under `warn`, `off` and `error`, a probe with `--trace` leaves trace lines.
+/// (That nothing is traced without `--trace` is each daemon's own `trace` test.)
+pub fn trace_shown_whatever_rust_log_says(subject: &Subject) {
+    for level in ["warn", "off", "error"] {
+        let mut d = subject
+            .launch()
+            .args(&["--trace"])
+            .rust_log(Some(level))
+            .start();
+        let mut fe = d.connect(0);
+        (subject.probe)(&mut fe);
+        let line = d.wait_for_log("vhost_device_trace", TIMEOUT);
+        assert!(line.contains(" INFO "), "RUST_LOG={level}: {line}");
+        fe.disconnect();
+    }
+}
+
+/// Open-files hard limit of [`setup_failure_logged_once_per_run`]'s daemon.
+const OPEN_FILES_HARD: u64 = 4096;
+
+/// The error line of a connection set-up that failed, without its "; retrying".
+fn failure_cause(line: &str) -> &str {
+    let text = line.split_once("] ").map_or(line, |(_, t)| t);
+    text.strip_suffix("; retrying").unwrap_or(text)
+}
+
+/// The first "; retrying" line of `d`'s log, or `None` if the daemon exits first; fails
+/// the test if neither happens within [`TIMEOUT`].
+fn first_failure_or_exit(d: &mut crate::daemon::Daemon) -> Option<String> {
+    let deadline = std::time::Instant::now()
+        .checked_add(TIMEOUT)
+        .expect("a deadline");
+    loop {
+        if let Some(line) = d.log().lines().find(|l| l.ends_with("; retrying")) {
+            return Some(line.to_owned());
+        }
+        if d.exited().is_some() {
+            return None;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither a set-up failure nor an exit within {TIMEOUT:?}; log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Lines of `log` that name `cause`, and those of them at error level.
+fn count_cause(log: &str, cause: &str) -> (usize, usize) {
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(cause)).collect();
+    let errors = lines.iter().filter(|l| l.contains(" ERROR ")).count();
+    (lines.len(), errors)
+}
+
+/// A connection that cannot be set up (here at the open-files limit: the daemon started
+/// under the smallest limit it starts under) is logged at error level once per run of
+/// failures, however many attempts fail (the others at debug level), the socket keeps
+/// listening, and once descriptors are available again (the limit raised from outside)
+/// the daemon serves a frontend and says it serves again.
+pub fn setup_failure_logged_once_per_run(subject: &Subject) {
+    let (mut d, limit, first) = (4..=16)
+        .find_map(|n| {
+            let launch = subject.launch().open_files_limit(n, OPEN_FILES_HARD);
+            let mut d = launch.try_start().ok()?;
+            // It may still die after binding its socket (entering the sandbox needs a
+            // descriptor too): the first limit it serves under is the one.
+            let line = first_failure_or_exit(&mut d)?;
+            Some((d, n, line))
+        })
+        .unwrap_or_else(|| panic!("the daemon served under no open-files limit up to 16"));
+    let cause = failure_cause(&first).to_owned();
+    // Three failed attempts in this run (50 + 100 ms apart), all logged, one as an error.
+    let deadline = std::time::Instant::now()
+        .checked_add(TIMEOUT)
+        .expect("a deadline");
+    while count_cause(&d.log(), &cause).0 < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "limit {limit}: no third attempt within {TIMEOUT:?}; log:\n{}",
+            d.log()
+        );
+        d.assert_running();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_, errors) = count_cause(&d.log(), &cause);
+    assert_eq!(
+        errors,
+        1,
+        "limit {limit}: one error line per run; log:\n{}",
+        d.log()
+    );
+
+    let raised = libc::rlimit {
+        rlim_cur: OPEN_FILES_HARD,
+        rlim_max: OPEN_FILES_HARD,
+    };
+    // SAFETY: prlimit(2) on our own child (running: checked above) reads `raised` and
+    // writes nothing (no old-limit pointer).
+    let rc = unsafe { libc::prlimit(d.pid(), libc::RLIMIT_NOFILE, &raised, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut fe = d.connect(0);
+    (subject.probe)(&mut fe);
+    fe.disconnect();
+    d.wait_for_log("serving again", TIMEOUT);
+    let (_, errors) = count_cause(&d.log(), &cause);
+    assert_eq!(
+        errors,
+        1,
+        "one error line for the whole run; log:\n{}",
+        d.log()
+    );
+    d.assert_running();
+}
+
 /// The directory of the QEMU capability files (default: the repository's contrib/qemu).
 pub const JSON_DIR_VAR: &str = "VHOST_DEVICE_QEMU_JSON_DIR";
 
@@ -210,6 +328,16 @@ macro_rules! lifecycle_tests {
         #[test]
         fn fd_that_is_not_a_listening_socket_is_rejected() {
             $crate::suites::fd_that_is_not_a_listening_socket_is_rejected(&$subject);
+        }
+
+        #[test]
+        fn trace_is_shown_whatever_rust_log_says() {
+            $crate::suites::trace_shown_whatever_rust_log_says(&$subject);
+        }
+
+        #[test]
+        fn a_connection_set_up_failure_is_logged_once_per_run() {
+            $crate::suites::setup_failure_logged_once_per_run(&$subject);
         }
     };
 }
