@@ -287,9 +287,11 @@ fn soak(o: &Options) -> Result<bool, SoakError> {
         o.reconnects,
         reconnect_time.as_secs_f64(),
     );
-    let rss_growth = after.rss_kib.saturating_sub(before.rss_kib);
-    let fd_growth = after.fds.saturating_sub(before.fds);
-    let flat = rss_growth <= o.rss_tolerance_kib && fd_growth <= o.fd_tolerance;
+    let Growth {
+        rss_kib: rss_growth,
+        fds: fd_growth,
+        flat,
+    } = growth(before, after, o.rss_tolerance_kib, o.fd_tolerance);
     println!(
         "growth: {rss_growth} KiB (tolerance {}), {fd_growth} fds (tolerance {}): {}",
         o.rss_tolerance_kib,
@@ -303,6 +305,35 @@ fn soak(o: &Options) -> Result<bool, SoakError> {
         }
     }
     Ok(flat)
+}
+
+/// What grew between two measurements, and whether within the tolerances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Growth {
+    rss_kib: u64,
+    fds: u64,
+    flat: bool,
+}
+
+/// The verdict: flat if resident memory grew by at most `rss_tolerance_kib` and the open
+/// descriptors by at most `fd_tolerance` (shrinking is flat).
+fn growth(before: Usage, after: Usage, rss_tolerance_kib: u64, fd_tolerance: u64) -> Growth {
+    let rss_kib = after.rss_kib.saturating_sub(before.rss_kib);
+    let fds = after.fds.saturating_sub(before.fds);
+    Growth {
+        rss_kib,
+        fds,
+        flat: rss_kib <= rss_tolerance_kib && fds <= fd_tolerance,
+    }
+}
+
+/// The exit status: 0 flat, 1 growing, 2 any other failure.
+fn status(result: &Result<bool, SoakError>) -> u8 {
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(_) => 2,
+    }
 }
 
 /// `/proc/PID/fd` as (fd, link target), sorted.
@@ -323,19 +354,45 @@ fn fd_targets(pid: u32) -> Vec<(u32, String)> {
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|o| soak(&o));
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
-            eprintln!("soak: {msg}");
-            ExitCode::from(2)
+    if let Err(e) = &result {
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
         }
+        eprintln!("soak: {msg}");
+    }
+    ExitCode::from(status(&result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(rss_kib: u64, fds: u64) -> Usage {
+        Usage {
+            rss_kib,
+            fds,
+            threads: 4,
+        }
+    }
+
+    #[test]
+    fn growth_beyond_a_tolerance_fails_the_soak_with_status_1() {
+        let before = usage(1000, 20);
+        // Flat at the edge of both tolerances, and when shrinking.
+        let g = growth(before, usage(2024, 20), 1024, 0);
+        assert_eq!((g.rss_kib, g.fds, g.flat), (1024, 0, true));
+        assert!(growth(before, usage(900, 19), 0, 0).flat);
+        // One KiB or one descriptor over: growing.
+        assert!(!growth(before, usage(2025, 20), 1024, 0).flat);
+        let g = growth(before, usage(1000, 21), 1024, 0);
+        assert_eq!((g.fds, g.flat), (1, false));
+        assert!(growth(before, usage(1000, 21), 1024, 1).flat);
+        assert_eq!(status(&Ok(true)), 0);
+        assert_eq!(status(&Ok(false)), 1);
+        assert_eq!(status(&Err(SoakError::Panicked)), 2);
     }
 }
