@@ -4,10 +4,13 @@
 #      cargo-deb, the rustup target and the cross toolchain itself);
 #   2. each .deb's metadata and contents: exactly the expected files, the conffile, the
 #      architecture of the binary, Depends covering its glibc symbol versions, units that
-#      run /usr/bin and read /etc/default, maintainer scripts that never start or restart
-#      the daemon, a copyright file naming every statically linked crate;
+#      run /usr/bin and read /etc/default, maintainer scripts that (run with stub systemd
+#      tools) never enable, start or restart the daemon and stop it only on removal, a
+#      binary without the sandbox test trigger, a copyright file naming every statically
+#      linked crate;
 #   3. lintian (every tag, down to pedantic; overrides are explained in the packages);
-#   4. the amd64 packages installed with dpkg -i: the installed binaries against their
+#   4. the amd64 packages installed with dpkg -i (no unit enabled: no *.wants link): the
+#      installed binaries against their
 #      capability files and a simulated device through the test frontend (the smoke tests),
 #      systemd-analyze verify of the installed units, an administrator's edit of the
 #      conffile surviving upgrades (to repacked newer versions);
@@ -50,6 +53,57 @@ trap cleanup EXIT
 purge_all
 
 installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]; }
+
+# Runs the maintainer script SCRIPT with ARGS as dpkg would, but with stub
+# deb-systemd-helper, deb-systemd-invoke and systemctl first on PATH: they log their
+# arguments and answer the helper's queries as DEBIAN_INSTALLED and WAS_ENABLED say (0 yes,
+# 1 no; default no). The script's test for a running systemd (/run/systemd/system) is
+# pointed at a directory that exists. Prints the calls, one a line. This checks what the
+# scripts do, not how their text reads.
+run_with_stubs() { # SCRIPT ARGS...
+    local script=$1 stub="$WORK/stub" tool
+    shift
+    rm -rf "$stub"
+    mkdir -p "$stub/bin" "$stub/run-systemd"
+    for tool in deb-systemd-helper deb-systemd-invoke systemctl; do
+        cat >"$stub/bin/$tool" <<EOF
+#!/bin/sh
+echo "$tool \$*" >>"$stub/calls"
+case "\$*" in
+    *debian-installed*) exit \${DEBIAN_INSTALLED:-1} ;;
+    *was-enabled*) exit \${WAS_ENABLED:-1} ;;
+esac
+exit 0
+EOF
+        chmod 755 "$stub/bin/$tool"
+    done
+    : >"$stub/calls"
+    sed "s#/run/systemd/system#$stub/run-systemd#g" "$script" >"$stub/script"
+    PATH="$stub/bin:$PATH" sh -e "$stub/script" "$@" >/dev/null
+    cat "$stub/calls"
+}
+
+# The maintainer scripts of package P (control files in DIR, from F): installing or
+# upgrading never enables or starts a unit (an administrator's own enabling is kept: the
+# helper re-enables a unit that was enabled, which shows the stubs are reached); an
+# upgrade never stops one; removal stops both.
+check_maintainer_scripts() { # DIR P F
+    local dir=$1 p=$2 f=$3 calls starts='^(deb-systemd-helper (--quiet )?enable|deb-systemd-invoke|systemctl)'
+    calls=$(run_with_stubs "$dir/postinst" configure)
+    grep -qE "$starts" <<<"$calls" && die "$f: postinst on a fresh install enables or starts a unit: $calls"
+    grep -qF "deb-systemd-helper update-state $p.service" <<<"$calls" || die "$f: postinst never reached the helper: $calls"
+    calls=$(DEBIAN_INSTALLED=0 WAS_ENABLED=1 run_with_stubs "$dir/postinst" configure "$VERSION")
+    grep -qE "$starts" <<<"$calls" && die "$f: postinst on an upgrade enables or starts a unit: $calls"
+    calls=$(DEBIAN_INSTALLED=0 WAS_ENABLED=0 run_with_stubs "$dir/postinst" configure "$VERSION")
+    grep -qxF "deb-systemd-helper enable $p.service" <<<"$calls" \
+        || die "$f: postinst drops an administrator's enabling on upgrade (or the stubs were not reached): $calls"
+    calls=$(run_with_stubs "$dir/prerm" upgrade "$VERSION")
+    grep -qE 'deb-systemd-invoke|systemctl' <<<"$calls" && die "$f: prerm stops or restarts units on upgrade: $calls"
+    calls=$(run_with_stubs "$dir/prerm" remove)
+    grep -qxF "deb-systemd-invoke stop $p.service $p.socket" <<<"$calls" \
+        || die "$f: prerm does not stop the units on removal: $calls"
+    return 0
+}
 
 # ---- tools of the checks (the build's own tools are installed by cargo xtask deb) -------
 missing=()
@@ -140,6 +194,9 @@ for a in "${ARCHES[@]}"; do
         needs=$(readelf -V --wide "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
         dpkg --compare-versions "$dep_version" ge "$needs" \
             || die "$f: Depends libc6 (>= $dep_version) but the binary needs GLIBC_$needs"
+        # A release build: without the sandbox test trigger (a `cargo test --release` build
+        # would carry it; `cargo xtask deb` refuses to package one, this checks the result).
+        grep -qF VHOST_DEVICE_SANDBOX_TEST_TRIGGER "$bin" && die "$f: the binary holds the sandbox test trigger"
 
         # Units from contrib/systemd: the installed binary, the conffile, fd 3 from the socket.
         svc="$x/root/usr/lib/systemd/system/$p.service"
@@ -153,10 +210,7 @@ for a in "${ARCHES[@]}"; do
         # Installing neither enables nor starts the units, and an upgrade leaves a running
         # daemon alone (QEMU would lose the device); removal stops it.
         for s in postinst prerm postrm; do [[ -x "$x/DEBIAN/$s" ]] || die "$f: no $s"; done
-        grep -E 'deb-systemd-invoke|systemctl (start|restart|enable)' "$x/DEBIAN/postinst" \
-            && die "$f: postinst starts or enables units"
-        grep -q 'deb-systemd-invoke stop' "$x/DEBIAN/prerm" || die "$f: prerm does not stop the units on removal"
-        grep -qF '[ "$1" = remove ]' "$x/DEBIAN/prerm" || die "$f: prerm stops units on upgrade, not only on removal"
+        check_maintainer_scripts "$x/DEBIAN" "$p" "$f"
 
         grep -q "^\.TH $p 1" <<<"$(zcat "$x/root/usr/share/man/man1/$p.1.gz")" || die "$f: man page has no .TH $p 1"
         head -1 <<<"$(zcat "$x/root/usr/share/doc/$p/changelog.Debian.gz")" | grep -qF "$p ($VERSION)" \
@@ -193,6 +247,14 @@ for p in "${PACKAGES[@]}"; do
     done <"$WORK/$p.installed"
     caps=$("/usr/bin/$p" --print-capabilities) || die "/usr/bin/$p --print-capabilities failed"
     log "/usr/bin/$p --print-capabilities: $(echo "$caps" | tr -d '\n ')"
+    # Installed, not enabled: no target wants a unit, no enabled link is recorded for purge,
+    # and (where systemd runs) neither unit is active.
+    wants=$(find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled \
+        -path '*.wants/*' -name "$p.*" 2>/dev/null || true)
+    [[ -z $wants ]] || die "$p: installing enabled a unit: $wants"
+    if [[ -d /run/systemd/system ]] && systemctl is-active --quiet "$p.socket" "$p.service"; then
+        die "$p: a unit runs after installing"
+    fi
 done
 step_done install
 

@@ -10,13 +10,14 @@
 // A benchmark program: it panics on setup failures, indexes its own buffers and prints.
 #![allow(
     clippy::unwrap_used,
+    clippy::panic,
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::print_stdout
 )]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
+use vhost_user_test_frontend::binary::DaemonBinary;
 
 use vhost_user_test_frontend::bench::{
     BenchDaemon, Measured, Percentiles, alternate_with_floor, measure_placements, percentiles,
@@ -94,14 +95,12 @@ struct Results {
 }
 
 fn measure(cpu: usize, home: usize) -> Measured<Results> {
-    let daemon = BenchDaemon::start(
-        Path::new(env!("CARGO_BIN_EXE_vhost-device-gpio")),
-        "vhost-device-gpio",
-        &["-l", "s8"],
-        cpu,
-        home,
+    let binary = DaemonBinary::from_env(
+        "VHOST_DEVICE_GPIO_BIN",
+        env!("CARGO_BIN_EXE_vhost-device-gpio"),
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}"));
+    let daemon = BenchDaemon::start(binary.launch().args(&["-l", "s8"]), cpu, home).unwrap();
     let mut fe = TestFrontend::connect(
         daemon.socket(),
         FrontendOptions {

@@ -17,11 +17,10 @@
     clippy::cast_possible_truncation
 )]
 
-use std::path::{Path, PathBuf};
-
 use vhost_device_gpio::GpioDaemon;
 use vhost_device_gpio::backend::{GpioBackend, HOST_EDGES};
 use vhost_device_gpio::host::{Host, HostSource};
+use vhost_user_test_frontend::fuzz_corpus::Seed;
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_gpio_core::msg::encode_request;
 use virtio_gpio_core::msg::msg_type::{
@@ -56,13 +55,8 @@ fn fresh_backend() -> GpioBackend<Host> {
     GpioDaemon::backend_for(&[HostSource::Simulated(8)], 0, false).unwrap()
 }
 
-fn run(script: &[u8]) -> Outcome {
-    guest_script::run(&fresh_backend(), DEVICE, script)
-        .unwrap_or_else(|e| panic!("{}", guest_script::describe(&e)))
-}
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+fn replay(script: &[u8]) -> Result<Outcome, String> {
+    guest_script::run(&fresh_backend(), DEVICE, script).map_err(|e| guest_script::describe(&e))
 }
 
 /// Builds scripts whose chains each get their own descriptors and buffers.
@@ -115,7 +109,7 @@ impl Guest {
 }
 
 /// The seeds: name, script, chains the device must return.
-fn seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
+fn seeds() -> Vec<Seed> {
     // Line 0 drives line 1 (the simulator wires them); an edge on 1 returns its buffer VALID.
     let edge_interrupt = Guest::new(3, false)
         .request(SET_DIRECTION, 0, OUT)
@@ -180,61 +174,4 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
     ]
 }
 
-#[test]
-fn seeds_pass_and_match_the_committed_corpus() {
-    let dir = fuzz_dir().join("corpus/gpio_queues");
-    let update = std::env::var_os("UPDATE_FUZZ_CORPUS").is_some();
-    for (name, script, returned) in seeds() {
-        let outcome = run(&script);
-        assert_eq!(outcome.used, returned, "{name}: chains returned");
-        assert!(!outcome.self_modifying, "{name}");
-        let path = dir.join(name);
-        if update {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, &script).unwrap();
-        }
-        let committed = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_FUZZ_CORPUS=1 writes it)", path.display()));
-        assert_eq!(
-            committed, script,
-            "{name}: stale seed (UPDATE_FUZZ_CORPUS=1)"
-        );
-    }
-}
-
-/// How long one replayed script may take (they take milliseconds).
-const REPLAY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
-#[test]
-fn corpus_and_regressions_replay_clean() {
-    let mut replayed = 0;
-    for sub in ["corpus/gpio_queues", "regressions/gpio_queues"] {
-        // A missing directory fails: skipping it would pass with nothing replayed.
-        let dir = fuzz_dir().join(sub);
-        let entries: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .collect();
-        assert!(!entries.is_empty(), "{} holds no input", dir.display());
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let script = std::fs::read(&path).unwrap();
-            // On a thread, so that an input that hangs the device fails the test instead.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let result = guest_script::run(&fresh_backend(), DEVICE, &script)
-                    .map_err(|e| guest_script::describe(&e));
-                let _ = tx.send(result);
-            });
-            match rx.recv_timeout(REPLAY_DEADLINE) {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => panic!("{}: {e}", path.display()),
-                Err(e) => panic!(
-                    "{}: no result within {REPLAY_DEADLINE:?}: {e}",
-                    path.display()
-                ),
-            }
-            replayed += 1;
-        }
-    }
-    assert!(replayed >= seeds().len(), "only {replayed} files replayed");
-}
+vhost_user_test_frontend::fuzz_corpus_tests!("gpio_queues", seeds, replay);

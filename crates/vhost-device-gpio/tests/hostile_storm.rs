@@ -14,8 +14,9 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
 use vhost_user_test_frontend::FrontendOptions;
+use vhost_user_test_frontend::devices::gpio::*;
 
 const SCRATCH: u32 = 2048;
 const MEM_SIZE: usize = 4 << 20;
@@ -55,12 +56,16 @@ fn random_malformed_chains_never_disturb_good_requests_and_log_no_line_per_reque
     use vm_memory::{Bytes, GuestAddress};
 
     // The default log level: what an operator sees.
-    let mut d = launch().args(&["-l", "s8"]).rust_log(None).start();
+    let mut d = SUBJECT
+        .launch_bare()
+        .args(&["-l", "s8"])
+        .rust_log(None)
+        .start();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
             mem_size: MEM_SIZE,
-            ..frontend_options()
+            ..SUBJECT.frontend_options()
         },
     );
     let mut rng = Rng::new(0x6770_696f_0000_0001);

@@ -13,12 +13,13 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
 use vhost_user_test_frontend::FrontendOptions;
+use vhost_user_test_frontend::devices::gpio::*;
 
 #[test]
 fn edge_rising() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     pair_with_irq(&mut fe, IRQ_RISING);
     let head = arm(&mut fe, 1);
@@ -35,7 +36,7 @@ fn edge_rising() {
 
 #[test]
 fn edge_falling() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     quiet_check_setup(&mut fe);
     output(&mut fe, 0, 1);
@@ -54,7 +55,7 @@ fn edge_falling() {
 
 #[test]
 fn edge_both() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     pair_with_irq(&mut fe, IRQ_BOTH);
     let head = arm(&mut fe, 1);
@@ -68,7 +69,7 @@ fn edge_both() {
 
 #[test]
 fn edges_while_masked_are_latched() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     pair_with_irq(&mut fe, IRQ_RISING);
     // Masked (no buffer queued): the edge is latched ...
@@ -84,7 +85,7 @@ fn edges_while_masked_are_latched() {
 
 #[test]
 fn level_high_renotifies_while_active() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     pair_with_irq(&mut fe, IRQ_HIGH);
     let head = arm(&mut fe, 1);
@@ -106,7 +107,7 @@ fn level_high_renotifies_while_active() {
 
 #[test]
 fn level_is_not_latched() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     pair_with_irq(&mut fe, IRQ_HIGH);
     // A pulse while masked is gone by re-queue.
@@ -118,7 +119,7 @@ fn level_is_not_latched() {
 
 #[test]
 fn level_low() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // Line 1 reads low: a LEVEL_LOW buffer fires at once.
     pair_with_irq(&mut fe, IRQ_LOW);
@@ -133,7 +134,7 @@ fn level_low() {
 
 #[test]
 fn invalid_returns() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // No interrupt type: returned INVALID at once.
     let head = arm(&mut fe, 1);
@@ -161,7 +162,7 @@ fn invalid_returns() {
 
 #[test]
 fn type_switch_without_none_and_resend() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     pair_with_irq(&mut fe, IRQ_RISING);
     let head = arm(&mut fe, 1);
@@ -182,12 +183,12 @@ fn type_switch_without_none_and_resend() {
 
 #[test]
 fn without_event_idx() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
             negotiate_event_idx: false,
-            ..frontend_options()
+            ..SUBJECT.frontend_options()
         },
     );
     assert!(!fe.event_idx());

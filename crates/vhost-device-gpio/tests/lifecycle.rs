@@ -14,14 +14,15 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost_user_test_frontend::devices::gpio::*;
 use vhost_user_test_frontend::{Desc, FrontendOptions};
 use virtio_gpio_core::msg::{CONFIG_SIZE, VIRTIO_GPIO_F_IRQ};
 
 #[test]
 fn features_queues_and_config() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let offered = fe.offered_features();
     for (bit, name) in [
@@ -62,7 +63,7 @@ fn features_queues_and_config() {
 
 #[test]
 fn reconnect_resets_state() {
-    let mut d = sim8();
+    let mut d = SUBJECT.start();
     {
         let mut fe = d.connect(0);
         pair_with_irq(&mut fe, IRQ_RISING);
@@ -91,7 +92,8 @@ fn reconnect_resets_state() {
 
 #[test]
 fn two_chips_at_once() {
-    let d = launch()
+    let d = SUBJECT
+        .launch_bare()
         .args(&["-c", "2", "-l", "s8:s10"])
         .sockets(2)
         .start();
@@ -116,12 +118,12 @@ fn two_chips_at_once() {
 
 #[test]
 fn kick_before_ring_enable_is_not_lost() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
             enable_rings: false,
-            ..frontend_options()
+            ..SUBJECT.frontend_options()
         },
     );
     let q = fe.queue(REQUESTQ);
@@ -152,7 +154,7 @@ fn kick_before_ring_enable_is_not_lost() {
 
 #[test]
 fn sigterm_with_a_connected_frontend_exits_0_at_once_and_removes_the_socket() {
-    let mut d = sim8();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     output(&mut fe, 0, 1);
     // An eventq buffer held (waiting for an interrupt) must not hold up the exit.
@@ -162,68 +164,6 @@ fn sigterm_with_a_connected_frontend_exits_0_at_once_and_removes_the_socket() {
     assert!(d.socket(0).exists());
     d.stop_at_once(libc::SIGTERM);
     drop(fe);
-}
-
-#[test]
-fn sigint_when_idle_exits_0_at_once_and_removes_every_socket() {
-    let mut d = launch()
-        .args(&["-c", "3", "-l", "s1:s2:s3"])
-        .sockets(3)
-        .start();
-    d.stop_at_once(libc::SIGINT);
-}
-
-#[test]
-fn sigterm_after_a_frontend_left_exits_0_at_once() {
-    let mut d = sim8();
-    drop(d.connect(0));
-    d.stop_at_once(libc::SIGTERM);
-}
-
-/// SIGHUP is not "reload": it is blocked and waited for like SIGTERM, so a daemon whose
-/// terminal goes away exits cleanly (status 0, sockets removed) instead of being killed by
-/// the default action with its socket files left behind.
-#[test]
-fn sighup_with_a_connected_frontend_exits_0_at_once_and_removes_the_sockets() {
-    let mut d = launch()
-        .args(&["-c", "2", "-l", "s8:s8"])
-        .sockets(2)
-        .start();
-    let mut fe = d.connect(0);
-    output(&mut fe, 0, 1);
-    d.stop_at_once(libc::SIGHUP);
-    assert!(
-        d.log()
-            .contains(&format!("signal {} received", libc::SIGHUP)),
-        "{}",
-        d.log()
-    );
-    drop(fe);
-}
-
-#[test]
-fn print_capabilities_prints_the_gpio_document_and_ignores_other_options() {
-    for args in [
-        &["--print-capabilities"][..],
-        &[
-            "--bogus",
-            "--print-capabilities",
-            "-l",
-            "nonsense",
-            "-c",
-            "0",
-        ],
-        &["-s", "/nonexistent/dir/x.sock", "--print-capabilities"],
-    ] {
-        let out = run_to_exit(args);
-        assert!(out.status.success(), "{args:?}: {}", out.status);
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let doc = stdout.trim();
-        assert!(doc.starts_with('{') && doc.ends_with('}'), "{doc}");
-        assert!(doc.contains("\"type\": \"gpio\""), "{doc}");
-        assert!(doc.contains("\"features\": []"), "{doc}");
-        assert!(out.stderr.is_empty(), "{args:?}: stderr {:?}", out.stderr);
-    }
 }
 
 /// Runs the daemon with a bad command line (`-s DIR/gpio.sock` prepended unless the line
@@ -240,7 +180,7 @@ fn rejected(extra: &[&str], code: i32, mentions: &str) {
         args.extend(["-s", base.to_str().unwrap()]);
     }
     args.extend(extra.iter().filter(|a| **a != "NO-SOCKET"));
-    let out = run_to_exit(&args);
+    let out = SUBJECT.run_to_exit(&args, TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{args:?}: {}", out.status);
     assert_eq!(stderr.lines().count(), 1, "{args:?}: one line:\n{stderr}");
@@ -270,38 +210,11 @@ fn bad_command_lines_fail_before_binding() {
         rejected(args, code, needle);
     }
     // The positive check of the same path: a good command line binds and serves.
-    let mut d = sim8();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     assert_eq!(ok(&mut fe, GET_DIRECTION, 0, 0), 0);
     d.assert_running();
 }
 
-/// systemd-style socket activation: the daemon serves a listening socket it inherited as
-/// `--fd 3`, keeps serving it across frontends, and leaves the socket file (not its own)
-/// alone at exit.
-#[test]
-fn inherited_listening_socket_is_served_with_fd() {
-    let mut d = launch().args(&["-l", "s8"]).socket_activation().start();
-    for value in [1, 0] {
-        let mut fe = d.connect(0);
-        // A fresh device each time: the other connection's output is gone.
-        assert_eq!(ok(&mut fe, GET_DIRECTION, 0, 0), 0);
-        output(&mut fe, 0, value);
-        ok(&mut fe, SET_DIRECTION, 1, DIR_IN);
-        assert_eq!(u32::from(ok(&mut fe, GET_VALUE, 1, 0)), value);
-        fe.disconnect();
-    }
-    d.wait_for_log("inherited listening socket fd 3", TIMEOUT);
-    d.stop_at_once(libc::SIGTERM);
-}
-
-#[test]
-fn fd_that_is_not_a_listening_socket_is_rejected() {
-    // Descriptor 0 is /dev/null in run_to_exit: open, but not a socket.
-    let out = run_to_exit(&["--fd", "0", "-l", "s8"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains("--fd 0"), "{err}");
-    // The positive check of this path is inherited_listening_socket_is_served_with_fd.
-}
+// Signals, --print-capabilities and --fd, as for every daemon.
+vhost_user_test_frontend::lifecycle_tests!(SUBJECT);

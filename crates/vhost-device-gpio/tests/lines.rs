@@ -13,12 +13,13 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
 use vhost_user_test_frontend::Desc;
+use vhost_user_test_frontend::devices::gpio::*;
 
 #[test]
 fn line_names_layout() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let blob = names_blob(8);
     let len = u32::try_from(blob.len()).unwrap();
@@ -53,7 +54,7 @@ fn line_names_layout() {
 
 #[test]
 fn direction_and_value() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     for line in 0..8 {
         assert_eq!(ok(&mut fe, GET_DIRECTION, line, 0), 0);
@@ -78,7 +79,7 @@ fn direction_and_value() {
 
 #[test]
 fn wired_pairs() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     ok(&mut fe, SET_DIRECTION, 1, DIR_IN);
     ok(&mut fe, SET_DIRECTION, 3, DIR_IN);

@@ -13,7 +13,8 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
+use vhost_user_test_frontend::devices::gpio::*;
 use vhost_user_test_frontend::{
     Completion, Desc, RawDesc, TestFrontend, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
 };
@@ -38,7 +39,7 @@ fn assert_completion(c: &Completion, used_len: u32, first: &[u8], what: &str) {
 
 #[test]
 fn bad_lines_types_and_values_get_err_and_good_ones_ok() {
-    let mut d = sim8();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     // Line 7 is the last line: the same requests succeed there, fail one past it.
     assert_eq!(ok(&mut fe, GET_DIRECTION, 7, 0), 0);
@@ -91,7 +92,7 @@ fn still_serves(fe: &mut TestFrontend) {
 
 #[test]
 fn wrong_buffer_sizes_get_err_in_what_fits() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let good = encode_request(GET_DIRECTION, 0, 0).to_vec();
     let c = chain(&mut fe, &[Desc::Out(good.clone()), Desc::In(2)]);
@@ -124,7 +125,7 @@ fn wrong_buffer_sizes_get_err_in_what_fits() {
 
 #[test]
 fn unusable_chains_come_back_with_used_length_0_or_err() {
-    let mut d = sim8();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     let good = encode_request(GET_DIRECTION, 0, 0).to_vec();
     // Response buffer before the request (device-readable after device-writable): the
@@ -200,7 +201,7 @@ fn unusable_chains_come_back_with_used_length_0_or_err() {
 
 #[test]
 fn indirect_and_split_descriptors() {
-    let d = sim8();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let r = encode_request(SET_VALUE, 2, 1).to_vec();
     let c = fe
@@ -229,7 +230,7 @@ fn indirect_and_split_descriptors() {
 
 #[test]
 fn malformed_eventq_buffers_come_back_invalid_or_with_used_length_0() {
-    let mut d = sim8();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     // The well-formed buffer for a line without an interrupt type: INVALID at once.
     let head = arm(&mut fe, 1);

@@ -12,11 +12,14 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
+use vhost_user_test_frontend::daemon::Daemon;
+use vhost_user_test_frontend::devices::gpio::*;
 
 /// The daemon on a simulated 8-line chip at the default log level, plus `extra`.
 fn start_traced(extra: &[&str]) -> Daemon {
-    launch()
+    SUBJECT
+        .launch_bare()
         .args(&["-l", "s8"])
         .args(extra)
         .rust_log(None)

@@ -216,7 +216,9 @@ fn value_until(fe: &mut TestFrontend, line: u16, want: u8) -> Result<(), String>
     }
 }
 
-/// Runs every GPIO check against the daemon at `socket`.
+/// Runs every GPIO check against the daemon on `socket` serving the gpio-sim chip in
+/// `sim_dir` with line `names`, one named step after another (the checks keep their names
+/// and order).
 pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     let sim = Sim { dir: sim_dir };
     let Some(mut fe) = connect(
@@ -230,7 +232,27 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     ) else {
         return;
     };
+    let ngpio = u16::try_from(names.len()).unwrap_or(u16::MAX);
+    config(rep, &mut fe, names);
+    line_names(rep, &mut fe, names);
+    output_line(rep, &mut fe, &sim);
+    input_line(rep, &mut fe, &sim);
+    errors(rep, &mut fe, ngpio);
+    rep.check("sentinel-setup", sentinel_setup(&mut fe, &sim));
+    irq_edges(rep, &mut fe, &sim);
+    irq_returns_and_level_high(rep, &mut fe, &sim);
+    irq_edge_both(rep, &mut fe, &sim);
+    irq_level_low(rep, &mut fe, &sim);
+    irq_switch_type_held(rep, &mut fe, &sim);
+    irq_same_type(rep, &mut fe, &sim);
+    for line in [1, SENTINEL, 7] {
+        let _ = ok(&mut fe, SET_DIRECTION, line, DIR_NONE);
+    }
+    fe.disconnect();
+}
 
+/// GET_CONFIG: the line count and the size of the names blob gpio-sim gives.
+fn config(rep: &mut Report, fe: &mut TestFrontend, names: &[String]) {
     let ngpio = u16::try_from(names.len()).unwrap_or(u16::MAX);
     let names_size: usize = names.iter().map(|n| n.len() + 1).sum();
     let cfg = fe.get_config(0, 8).map_err(|e| format!("GET_CONFIG: {e}"));
@@ -244,7 +266,11 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         })
     });
     rep.check("config", r);
+}
 
+/// GET_LINE_NAMES: the names gpio-sim gives, in order.
+fn line_names(rep: &mut Report, fe: &mut TestFrontend, names: &[String]) {
+    let names_size: usize = names.iter().map(|n| n.len() + 1).sum();
     let r = (|| {
         let mut r = Vec::with_capacity(8);
         r.extend_from_slice(&GET_LINE_NAMES.to_le_bytes());
@@ -269,10 +295,13 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         })
     })();
     rep.check("line-names", r);
+}
 
+/// Line 0 as an output: preset value, ownership, direction, toggling, release.
+fn output_line(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
     // Output: SET_VALUE before SET_DIRECTION(OUT) takes effect when the line becomes an output.
-    let r = ok(&mut fe, SET_VALUE, 0, 1)
-        .and_then(|_| ok(&mut fe, SET_DIRECTION, 0, DIR_OUT))
+    let r = ok(fe, SET_VALUE, 0, 1)
+        .and_then(|_| ok(fe, SET_DIRECTION, 0, DIR_OUT))
         .and_then(|_| sim.value(0))
         .and_then(|v| {
             ensure(v == "1", || {
@@ -280,21 +309,21 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
             })
         });
     rep.check("output-preset-high", r);
-    rep.check("consumer-output", expect_owned(&sim, 0, "output"));
-    let r = ok(&mut fe, GET_DIRECTION, 0, 0).and_then(|d| {
+    rep.check("consumer-output", expect_owned(sim, 0, "output"));
+    let r = ok(fe, GET_DIRECTION, 0, 0).and_then(|d| {
         ensure(u32::from(d) == DIR_OUT, || {
             format!("direction {d}, expected OUT")
         })
     });
     rep.check("get-direction-out", r);
-    let r = ok(&mut fe, SET_VALUE, 0, 0)
+    let r = ok(fe, SET_VALUE, 0, 0)
         .and_then(|_| sim.value(0))
         .and_then(|v| {
             ensure(v == "0", || {
                 format!("sim_gpio0/value = {v} after SET_VALUE 0")
             })
         })
-        .and_then(|()| ok(&mut fe, SET_VALUE, 0, 1))
+        .and_then(|()| ok(fe, SET_VALUE, 0, 1))
         .and_then(|_| sim.value(0))
         .and_then(|v| {
             ensure(v == "1", || {
@@ -302,58 +331,63 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
             })
         });
     rep.check("output-toggle", r);
-    let r = ok(&mut fe, GET_VALUE, 0, 0).and_then(|v| {
+    let r = ok(fe, GET_VALUE, 0, 0).and_then(|v| {
         ensure(v == 1, || {
             format!("GET_VALUE on the output = {v}, expected 1")
         })
     });
     rep.check("output-get-value", r);
-    let r = ok(&mut fe, SET_DIRECTION, 0, DIR_NONE).map(|_| ());
+    let r = ok(fe, SET_DIRECTION, 0, DIR_NONE).map(|_| ());
     rep.check("release", r);
-    rep.check("freed-on-none", expect_free(&sim, 0));
+    rep.check("freed-on-none", expect_free(sim, 0));
+}
 
-    // Input, driven through gpio-sim's pull.
+/// Line 1 as an input, driven through gpio-sim's pull.
+fn input_line(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
     let r = sim
         .pull(1, false)
-        .and_then(|()| ok(&mut fe, SET_DIRECTION, 1, DIR_IN))
+        .and_then(|()| ok(fe, SET_DIRECTION, 1, DIR_IN))
         .and_then(|_| sim.pull(1, true))
-        .and_then(|()| value_until(&mut fe, 1, 1))
+        .and_then(|()| value_until(fe, 1, 1))
         .and_then(|()| sim.pull(1, false))
-        .and_then(|()| value_until(&mut fe, 1, 0));
+        .and_then(|()| value_until(fe, 1, 0));
     rep.check("input-pull", r);
-    rep.check("consumer-input", expect_owned(&sim, 1, "input"));
-    let r = ok(&mut fe, GET_DIRECTION, 1, 0).and_then(|d| {
+    rep.check("consumer-input", expect_owned(sim, 1, "input"));
+    let r = ok(fe, GET_DIRECTION, 1, 0).and_then(|d| {
         ensure(u32::from(d) == DIR_IN, || {
             format!("direction {d}, expected IN")
         })
     });
     rep.check("get-direction-in", r);
+}
 
-    // Errors.
-    let r = req(&mut fe, GET_VALUE, ngpio, 0).and_then(|(s, _, len)| {
+/// A line past the chip and an unknown request type fail with ERR.
+fn errors(rep: &mut Report, fe: &mut TestFrontend, ngpio: u16) {
+    let r = req(fe, GET_VALUE, ngpio, 0).and_then(|(s, _, len)| {
         ensure(s == STATUS_ERR && len == 2, || {
             format!("line {ngpio}: status {s}, used length {len}")
         })
     });
     rep.check("invalid-line", r);
-    let r = req(&mut fe, 99, 0, 0).and_then(|(s, _, len)| {
+    let r = req(fe, 99, 0, 0).and_then(|(s, _, len)| {
         ensure(s == STATUS_ERR && len == 2, || {
             format!("type 99: status {s}, used length {len}")
         })
     });
     rep.check("invalid-type", r);
+}
 
-    // Interrupts on line 2; line 3 is the sentinel.
-    rep.check("sentinel-setup", sentinel_setup(&mut fe, &sim));
+/// Edge interrupts on line 2 (line 3 is the sentinel): rising, falling without passing NONE, and an edge latched while masked.
+fn irq_edges(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
     let l = 2;
     let r = sim
         .pull(l, false)
-        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
-        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
-        .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
+        .and_then(|()| ok(fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
+        .and_then(|_| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
         .and_then(|h| sim.pull(l, true).map(|()| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_VALID, || {
                 format!("eventq status {s}, expected VALID")
@@ -361,11 +395,11 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         });
     rep.check("irq-rising", r);
     // Switch type without passing NONE.
-    let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING)
-        .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
+    let r = ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING)
+        .and_then(|_| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_VALID, || {
                 format!("eventq status {s}, expected VALID")
@@ -374,28 +408,33 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
     rep.check("irq-falling", r);
     // An edge while masked is latched and delivered when the buffer comes back: the
     // sentinel's edge after it shows the daemon handled the edge before the buffer came.
-    let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH)
+    let r = ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH)
         .and_then(|_| sim.pull(l, true))
         .and_then(|()| {
             sim.pull(SENTINEL, false)?;
-            let s = post_irq(&mut fe, SENTINEL)?;
+            let s = post_irq(fe, SENTINEL)?;
             sim.pull(SENTINEL, true)?;
-            let st = wait_irq(&mut fe, s, TIMEOUT)?;
+            let st = wait_irq(fe, s, TIMEOUT)?;
             expect(st, IRQ_VALID, "on the sentinel line")?;
-            post_irq(&mut fe, l)
+            post_irq(fe, l)
         })
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_VALID, || {
                 format!("eventq status {s}, expected VALID")
             })
         });
     rep.check("irq-latched", r);
+}
+
+/// When buffers come back INVALID (SET_IRQ_TYPE NONE, a line with no type), and level high on line 2.
+fn irq_returns_and_level_high(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
+    let l = 2;
     // SET_IRQ_TYPE NONE returns the held buffer INVALID.
-    let r = post_irq(&mut fe, l)
-        .and_then(|h| still_held(&mut fe, &sim, h))
-        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+    let r = post_irq(fe, l)
+        .and_then(|h| still_held(fe, sim, h))
+        .and_then(|h| ok(fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_INVALID, || {
                 format!("eventq status {s}, expected INVALID")
@@ -403,8 +442,8 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         });
     rep.check("irq-none-returns-invalid", r);
     // A buffer for a line without an IRQ type (line 1, an input) comes back INVALID.
-    let r = post_irq(&mut fe, 1)
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+    let r = post_irq(fe, 1)
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_INVALID, || {
                 format!("eventq status {s}, expected INVALID")
@@ -412,131 +451,132 @@ pub fn run(rep: &mut Report, socket: &Path, sim_dir: &Path, names: &[String]) {
         });
     rep.check("irq-no-type-invalid", r);
     // Level high: notifies while the level is active, again on re-queue.
-    let r = ok(&mut fe, SET_IRQ_TYPE, l, IRQ_LEVEL_HIGH)
-        .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+    let r = ok(fe, SET_IRQ_TYPE, l, IRQ_LEVEL_HIGH)
+        .and_then(|_| post_irq(fe, l))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_VALID, || {
                 format!("first eventq status {s}, expected VALID")
             })
         })
-        .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|()| post_irq(fe, l))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_VALID, || {
                 format!("re-queued eventq status {s}, expected VALID (level still high)")
             })
         })
         .and_then(|()| sim.pull(l, false))
-        .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
-        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|()| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
+        .and_then(|h| ok(fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| {
             ensure(s == IRQ_INVALID, || {
                 format!("eventq status {s} after NONE, expected INVALID")
             })
         });
     rep.check("irq-level-high", r);
+}
 
-    // Edge both on line 4: pulling up then down gives two interrupts, one per buffer.
-    settle(&mut fe, 2);
+/// Edge both on line 4: pulling up then down gives two interrupts, one per buffer.
+fn irq_edge_both(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
+    settle(fe, 2);
     let l = 4;
     let r = sim
         .pull(l, false)
-        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
-        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH))
-        .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
+        .and_then(|()| ok(fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_BOTH))
+        .and_then(|_| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
         .and_then(|h| sim.pull(l, true).map(|()| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "after pull-up"))
-        .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
+        .and_then(|()| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "after pull-down"))
         // No third interrupt: the next buffer is held until NONE returns it.
-        .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
-        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|()| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
+        .and_then(|h| ok(fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_INVALID, "after NONE"));
     rep.check("irq-edge-both", r);
+}
 
-    // Level low on line 5: fires while low, again on re-queue while still low; once high,
-    // a queued buffer waits until the line goes low again.
-    settle(&mut fe, 4);
+/// Level low on line 5: fires while low, again on re-queue while still low; once high, a queued buffer waits until the line goes low again.
+fn irq_level_low(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
+    settle(fe, 4);
     let l = 5;
     let r = sim
         .pull(l, false)
-        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
-        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_LEVEL_LOW))
-        .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|()| ok(fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(fe, SET_IRQ_TYPE, l, IRQ_LEVEL_LOW))
+        .and_then(|_| post_irq(fe, l))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "first buffer, line low"))
-        .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|()| post_irq(fe, l))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "re-queued buffer, line still low"))
         .and_then(|()| sim.pull(l, true))
-        .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
+        .and_then(|()| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "held buffer, line low again"))
         .and_then(|()| sim.pull(l, true))
-        .and_then(|()| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
-        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|()| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
+        .and_then(|h| ok(fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| h))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_INVALID, "after NONE"));
     rep.check("irq-level-low", r);
+}
 
-    // Line 6: EDGE_RISING -> EDGE_FALLING while a buffer is held, without NONE between:
-    // the buffer stays held, a rising edge no longer fires it, a falling edge does.
-    settle(&mut fe, 5);
+/// Line 6: EDGE_RISING -> EDGE_FALLING while a buffer is held, without NONE between: the buffer stays held, a rising edge no longer fires it, a falling edge does.
+fn irq_switch_type_held(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
+    settle(fe, 5);
     let l = 6;
     let r = sim
         .pull(l, false)
-        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
-        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
-        .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
-        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
-        .and_then(|h| still_held(&mut fe, &sim, h))
+        .and_then(|()| ok(fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_RISING))
+        .and_then(|_| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
+        .and_then(|h| ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
+        .and_then(|h| still_held(fe, sim, h))
         .and_then(|h| sim.pull(l, true).map(|()| h))
         .and_then(|h| {
-            still_held(&mut fe, &sim, h)
+            still_held(fe, sim, h)
                 .map_err(|e| format!("rising edge after the switch to EDGE_FALLING: {e}"))
         })
         .and_then(|h| sim.pull(l, false).map(|()| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "falling edge after the switch"));
     rep.check("irq-switch-type-held", r);
-    // Line 7: re-sending the current type (EDGE_FALLING) while a buffer is held is OK and
-    // keeps the buffer held and armed: it fires on the next falling edge, not before.
-    settle(&mut fe, 6);
+}
+
+/// Line 7: re-sending the current type (EDGE_FALLING) while a buffer is held is OK and keeps the buffer held and armed: it fires on the next falling edge, not before.
+fn irq_same_type(rep: &mut Report, fe: &mut TestFrontend, sim: &Sim<'_>) {
+    settle(fe, 6);
     let l = 7;
     let r = sim
         .pull(l, false)
-        .and_then(|()| ok(&mut fe, SET_DIRECTION, l, DIR_IN))
-        .and_then(|_| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING))
-        .and_then(|_| post_irq(&mut fe, l))
-        .and_then(|h| still_held(&mut fe, &sim, h))
-        .and_then(|h| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
+        .and_then(|()| ok(fe, SET_DIRECTION, l, DIR_IN))
+        .and_then(|_| ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING))
+        .and_then(|_| post_irq(fe, l))
+        .and_then(|h| still_held(fe, sim, h))
+        .and_then(|h| ok(fe, SET_IRQ_TYPE, l, IRQ_EDGE_FALLING).map(|_| h))
         .and_then(|h| {
-            still_held(&mut fe, &sim, h).map_err(|e| format!("after re-sending EDGE_FALLING: {e}"))
+            still_held(fe, sim, h).map_err(|e| format!("after re-sending EDGE_FALLING: {e}"))
         })
         .and_then(|h| sim.pull(l, true).map(|()| h))
-        .and_then(|h| still_held(&mut fe, &sim, h))
+        .and_then(|h| still_held(fe, sim, h))
         .and_then(|h| sim.pull(l, false).map(|()| h))
-        .and_then(|h| wait_irq(&mut fe, h, TIMEOUT))
+        .and_then(|h| wait_irq(fe, h, TIMEOUT))
         .and_then(|s| expect(s, IRQ_VALID, "falling edge"))
-        .and_then(|()| ok(&mut fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| ()));
+        .and_then(|()| ok(fe, SET_IRQ_TYPE, l, IRQ_NONE).map(|_| ()));
     rep.check("irq-same-type-ok", r);
-
-    for line in [1, SENTINEL, 7] {
-        let _ = ok(&mut fe, SET_DIRECTION, line, DIR_NONE);
-    }
-    fe.disconnect();
 }

@@ -179,43 +179,53 @@ pub fn run(rep: &mut Report, socket: &Path, a: u8, absent: u8, preset: &[(u8, u8
     ) else {
         return;
     };
+    presets(rep, &mut fe, a, preset);
+    smbus_transfers(rep, &mut fe, a);
+    absent_address(rep, &mut fe, a, absent);
+    unmappable_shapes(rep, &mut fe, a);
+    fe.disconnect();
+}
 
+/// The registers the test script preset with i2cset read back.
+fn presets(rep: &mut Report, fe: &mut TestFrontend, a: u8, preset: &[(u8, u8)]) {
     for &(reg, val) in preset {
-        let r = read_reg(&mut fe, a, reg, 1).and_then(|d| {
+        let r = read_reg(fe, a, reg, 1).and_then(|d| {
             ensure(d == [val], || {
                 format!("register {reg:#04x} = {d:02x?}, i2cset wrote {val:#04x}")
             })
         });
         rep.check(&format!("preset-{reg:02x}"), r);
     }
+}
 
-    let r = transfer(&mut fe, &[Msg::W(a, vec![])]).and_then(|r| expect_ok(&r, None));
+/// Quick, byte, word and block transfers, as i2c-stub answers them.
+fn smbus_transfers(rep: &mut Report, fe: &mut TestFrontend, a: u8) {
+    let r = transfer(fe, &[Msg::W(a, vec![])]).and_then(|r| expect_ok(&r, None));
     rep.check("quick-write", r);
-    let r = transfer(&mut fe, &[Msg::R(a, 0)]).and_then(|r| expect_ok(&r, Some(&[])));
+    let r = transfer(fe, &[Msg::R(a, 0)]).and_then(|r| expect_ok(&r, Some(&[])));
     rep.check("quick-read", r);
 
-    let r = transfer(&mut fe, &[Msg::W(a, vec![0x10, 0xab])]).and_then(|r| expect_ok(&r, None));
+    let r = transfer(fe, &[Msg::W(a, vec![0x10, 0xab])]).and_then(|r| expect_ok(&r, None));
     rep.check("byte-data-write", r);
-    let r = transfer(&mut fe, &[Msg::W(a, vec![0x10]), Msg::R(a, 1)])
+    let r = transfer(fe, &[Msg::W(a, vec![0x10]), Msg::R(a, 1)])
         .and_then(|r| expect_ok(&r, Some(&[0xab])));
     rep.check("byte-data-read", r);
 
-    let r =
-        transfer(&mut fe, &[Msg::W(a, vec![0x20, 0x34, 0x12])]).and_then(|r| expect_ok(&r, None));
+    let r = transfer(fe, &[Msg::W(a, vec![0x20, 0x34, 0x12])]).and_then(|r| expect_ok(&r, None));
     rep.check("word-data-write", r);
-    let r = transfer(&mut fe, &[Msg::W(a, vec![0x20]), Msg::R(a, 2)])
+    let r = transfer(fe, &[Msg::W(a, vec![0x20]), Msg::R(a, 2)])
         .and_then(|r| expect_ok(&r, Some(&[0x34, 0x12])));
     rep.check("word-data-read", r);
 
     let block: Vec<u8> = (1..=8).collect();
     let mut w = vec![0x40];
     w.extend_from_slice(&block);
-    let r = transfer(&mut fe, &[Msg::W(a, w)]).and_then(|r| expect_ok(&r, None));
+    let r = transfer(fe, &[Msg::W(a, w)]).and_then(|r| expect_ok(&r, None));
     rep.check("i2c-block-write", r);
-    let r = transfer(&mut fe, &[Msg::W(a, vec![0x40]), Msg::R(a, 8)])
+    let r = transfer(fe, &[Msg::W(a, vec![0x40]), Msg::R(a, 8)])
         .and_then(|r| expect_ok(&r, Some(&block)));
     rep.check("i2c-block-read", r);
-    let r = read_reg(&mut fe, a, 0x43, 1).and_then(|d| {
+    let r = read_reg(fe, a, 0x43, 1).and_then(|d| {
         ensure(d == [4], || {
             format!("register 0x43 = {d:02x?} after the block write, expected [04]")
         })
@@ -224,59 +234,60 @@ pub fn run(rep: &mut Report, socket: &Path, a: u8, absent: u8, preset: &[(u8, u8
     let big: Vec<u8> = (0..32u8).map(|i| i ^ 0x5a).collect();
     let mut w = vec![0x80];
     w.extend_from_slice(&big);
-    let r = transfer(&mut fe, &[Msg::W(a, w)])
+    let r = transfer(fe, &[Msg::W(a, w)])
         .and_then(|r| expect_ok(&r, None))
-        .and_then(|()| transfer(&mut fe, &[Msg::W(a, vec![0x80]), Msg::R(a, 32)]))
+        .and_then(|()| transfer(fe, &[Msg::W(a, vec![0x80]), Msg::R(a, 32)]))
         .and_then(|r| expect_ok(&r, Some(&big)));
     rep.check("i2c-block-32", r);
 
     // BYTE write sets i2c-stub's pointer; BYTE reads return and advance it.
-    let r = transfer(&mut fe, &[Msg::W(a, vec![0x40])])
+    let r = transfer(fe, &[Msg::W(a, vec![0x40])])
         .and_then(|r| expect_ok(&r, None))
-        .and_then(|()| transfer(&mut fe, &[Msg::R(a, 1)]))
+        .and_then(|()| transfer(fe, &[Msg::R(a, 1)]))
         .and_then(|r| expect_ok(&r, Some(&[1])))
-        .and_then(|()| transfer(&mut fe, &[Msg::R(a, 1)]))
+        .and_then(|()| transfer(fe, &[Msg::R(a, 1)]))
         .and_then(|r| expect_ok(&r, Some(&[2])));
     rep.check("byte-write-read", r);
+}
 
-    // An address outside -l: ERR, nothing reaches the bus (the test script gives it a chip
-    // that answers, and checks its registers are unchanged afterwards).
-    let r = transfer(&mut fe, &[Msg::W(absent, vec![0x00, 0x00])]).and_then(|r| expect_all_err(&r));
+/// An address outside -l: ERR, nothing reaches the bus (the test script gives it a chip that answers, and checks its registers are unchanged afterwards); a FAIL_NEXT group whose first message fails executes nothing.
+fn absent_address(rep: &mut Report, fe: &mut TestFrontend, a: u8, absent: u8) {
+    let r = transfer(fe, &[Msg::W(absent, vec![0x00, 0x00])]).and_then(|r| expect_all_err(&r));
     rep.check("absent-write", r);
-    let r = transfer(&mut fe, &[Msg::W(absent, vec![0x10, 0x99])]).and_then(|r| expect_all_err(&r));
+    let r = transfer(fe, &[Msg::W(absent, vec![0x10, 0x99])]).and_then(|r| expect_all_err(&r));
     rep.check("absent-write-reg", r);
-    let r = transfer(&mut fe, &[Msg::R(absent, 1)]).and_then(|r| expect_all_err(&r));
+    let r = transfer(fe, &[Msg::R(absent, 1)]).and_then(|r| expect_all_err(&r));
     rep.check("absent-read", r);
-    let r = transfer(&mut fe, &[Msg::W(absent, vec![])]).and_then(|r| expect_all_err(&r));
+    let r = transfer(fe, &[Msg::W(absent, vec![])]).and_then(|r| expect_all_err(&r));
     rep.check("absent-quick", r);
 
     // FAIL_NEXT: the first message fails, so the second is failed, not executed.
-    let r = transfer(&mut fe, &[Msg::R(absent, 1), Msg::W(a, vec![0x10, 0x55])])
+    let r = transfer(fe, &[Msg::R(absent, 1), Msg::W(a, vec![0x10, 0x55])])
         .and_then(|r| expect_all_err(&r))
-        .and_then(|()| read_reg(&mut fe, a, 0x10, 1))
+        .and_then(|()| read_reg(fe, a, 0x10, 1))
         .and_then(|d| {
             ensure(d == [0xab], || {
                 format!("register 0x10 = {d:02x?}: the failed group's write was executed")
             })
         });
     rep.check("fail-next-group", r);
+}
 
-    // Shapes with no SMBus equivalent on an SMBus-only adapter: ERR, never another transaction.
-    let r =
-        transfer(&mut fe, &[Msg::W(a, vec![0x10]), Msg::R(a, 33)]).and_then(|r| expect_all_err(&r));
+/// Shapes with no SMBus equivalent on an SMBus-only adapter: ERR, never another transaction; the device is unchanged after all the errors.
+fn unmappable_shapes(rep: &mut Report, fe: &mut TestFrontend, a: u8) {
+    let r = transfer(fe, &[Msg::W(a, vec![0x10]), Msg::R(a, 33)]).and_then(|r| expect_all_err(&r));
     rep.check("unmappable-read-33", r);
-    let r = transfer(&mut fe, &[Msg::R(a, 1), Msg::R(a, 1)]).and_then(|r| expect_all_err(&r));
+    let r = transfer(fe, &[Msg::R(a, 1), Msg::R(a, 1)]).and_then(|r| expect_all_err(&r));
     rep.check("unmappable-read-read", r);
-    let r = transfer(&mut fe, &[Msg::R(a, 3)]).and_then(|r| expect_all_err(&r));
+    let r = transfer(fe, &[Msg::R(a, 3)]).and_then(|r| expect_all_err(&r));
     rep.check("unmappable-plain-read-3", r);
 
-    let r = read_reg(&mut fe, a, 0x10, 1).and_then(|d| {
+    let r = read_reg(fe, a, 0x10, 1).and_then(|d| {
         ensure(d == [0xab], || {
             format!("register 0x10 = {d:02x?}, expected [ab]")
         })
     });
     rep.check("after-errors", r);
-    fe.disconnect();
 }
 
 /// Bytes of the simulated 24c02 (host side) and its page size.

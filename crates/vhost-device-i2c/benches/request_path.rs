@@ -15,6 +15,7 @@
 // A benchmark program: it panics on setup failures, indexes its own buffers and prints.
 #![allow(
     clippy::unwrap_used,
+    clippy::panic,
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
@@ -22,8 +23,8 @@
     clippy::print_stdout
 )]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
+use vhost_user_test_frontend::binary::DaemonBinary;
 
 use vhost_user_test_frontend::bench::{
     BenchDaemon, Measured, Percentiles, alternate_with_floor, measure_placements, percentiles,
@@ -151,10 +152,13 @@ struct Results {
 /// Runs every measurement with the daemon and the floor's device thread on `cpu` while this
 /// thread stays on `home`.
 fn measure(cpu: usize, home: usize) -> Measured<Results> {
+    let binary = DaemonBinary::from_env(
+        "VHOST_DEVICE_I2C_BIN",
+        env!("CARGO_BIN_EXE_vhost-device-i2c"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let daemon = BenchDaemon::start(
-        Path::new(env!("CARGO_BIN_EXE_vhost-device-i2c")),
-        "vhost-device-i2c",
-        &["--simulate", "24c02@0x50"],
+        binary.launch().args(&["--simulate", "24c02@0x50"]),
         cpu,
         home,
     )

@@ -1,36 +1,6 @@
-//! Eight busy guests at once on one daemon (`-c 8`) under the default sandbox (see
-//! vhost-user-test-frontend's `load` module): every socket loaded concurrently for a
-//! bounded time with reconnects, then every socket still answers correctly, the process is
-//! alive and its descriptors and memory did not grow. Three busy guests used to kill the
-//! daemon with SIGSYS: glibc's malloc read /sys/devices/system/cpu/online once the seccomp
-//! filter was in place.
-
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::cast_possible_truncation,
-    clippy::panic
-)]
+//! Eight busy guests at once on one daemon (`-c 8`) under the default sandbox:
+//! the shared test of vhost-user-test-frontend's `suites` (`busy_guests_tests!`).
 
 mod common;
 
-use std::time::Duration;
-
-use vhost_user_test_frontend::load::{self, Kind, LoadPlan};
-
-#[test]
-fn eight_busy_guests_under_the_default_sandbox() {
-    let mut d = common::start(&["-c", "8"], 8);
-    let report = load::assert_serves_busy_guests(
-        &mut d,
-        LoadPlan {
-            kind: Kind::I2c,
-            batch: 8,
-            duration: Duration::from_secs(3),
-            reconnect_every: 200,
-        },
-    );
-    assert_eq!(report.guests.len(), 8);
-}
+vhost_user_test_frontend::busy_guests_tests!(common::SUBJECT);

@@ -14,13 +14,13 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Parser;
 use vhost_device_i2c::args::{Args, Config};
 use vhost_device_i2c::backend::{I2cBackend, VirtioI2c};
 use vhost_device_i2c::host::Router;
+use vhost_user_test_frontend::fuzz_corpus::Seed;
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_i2c_core::request::encode_header;
 
@@ -52,13 +52,8 @@ fn backend() -> I2cBackend {
     I2cBackend::new(VirtioI2c::new(Arc::new(router), false))
 }
 
-fn run(script: &[u8]) -> Outcome {
-    guest_script::run(&backend(), DEVICE, script)
-        .unwrap_or_else(|e| panic!("{}", guest_script::describe(&e)))
-}
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+fn replay(script: &[u8]) -> Result<Outcome, String> {
+    guest_script::run(&backend(), DEVICE, script).map_err(|e| guest_script::describe(&e))
 }
 
 /// One descriptor table entry as 16 raw bytes (for indirect tables in the data area).
@@ -71,7 +66,7 @@ fn raw_desc(addr: u64, len: u32, flags: u16, next: u16) -> Vec<u8> {
 }
 
 /// The seeds: name, script, chains the device must return.
-fn seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
+fn seeds() -> Vec<Seed> {
     // Register write then 4-byte read from the EEPROM (one FAIL_NEXT group), and a write.
     let eeprom_group = ScriptBuilder::new(3, false)
         .write(0x6000, &encode_header(0x50, false, true))
@@ -165,60 +160,4 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
     ]
 }
 
-#[test]
-fn seeds_pass_and_match_the_committed_corpus() {
-    let dir = fuzz_dir().join("corpus/i2c_request");
-    let update = std::env::var_os("UPDATE_FUZZ_CORPUS").is_some();
-    for (name, script, returned) in seeds() {
-        let outcome = run(&script);
-        assert_eq!(outcome.used, returned, "{name}: chains returned");
-        let path = dir.join(name);
-        if update {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, &script).unwrap();
-        }
-        let committed = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_FUZZ_CORPUS=1 writes it)", path.display()));
-        assert_eq!(
-            committed, script,
-            "{name}: stale seed (UPDATE_FUZZ_CORPUS=1)"
-        );
-    }
-}
-
-/// How long one replayed script may take (they take milliseconds).
-const REPLAY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
-#[test]
-fn corpus_and_regressions_replay_clean() {
-    let mut replayed = 0;
-    for sub in ["corpus/i2c_request", "regressions/i2c_request"] {
-        // A missing directory fails: skipping it would pass with nothing replayed.
-        let dir = fuzz_dir().join(sub);
-        let entries: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .collect();
-        assert!(!entries.is_empty(), "{} holds no input", dir.display());
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let script = std::fs::read(&path).unwrap();
-            // On a thread, so that an input that hangs the device fails the test instead.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let result = guest_script::run(&backend(), DEVICE, &script)
-                    .map_err(|e| guest_script::describe(&e));
-                let _ = tx.send(result);
-            });
-            match rx.recv_timeout(REPLAY_DEADLINE) {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => panic!("{}: {e}", path.display()),
-                Err(e) => panic!(
-                    "{}: no result within {REPLAY_DEADLINE:?}: {e}",
-                    path.display()
-                ),
-            }
-            replayed += 1;
-        }
-    }
-    assert!(replayed >= seeds().len(), "only {replayed} files replayed");
-}
+vhost_user_test_frontend::fuzz_corpus_tests!("i2c_request", seeds, replay);

@@ -6,6 +6,8 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+mod common;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -18,10 +20,7 @@ const EEPROM: u8 = 0x50;
 const WAIT: Duration = Duration::from_secs(1);
 
 const TARGET: Target = Target {
-    name: "i2c",
-    binary: env!("CARGO_BIN_EXE_vhost-device-i2c"),
-    args: &["--simulate", "24c02@0x50"],
-    num_queues: 1,
+    subject: common::SUBJECT,
     queue_size: 64,
     probe,
     request,
@@ -91,45 +90,4 @@ fn probe(fe: &mut RawFrontend) -> Result<(), String> {
     Ok(())
 }
 
-vhost_user_test_frontend::hostile_frontend_tests! {
-    TARGET;
-    kick_before_mem_table,
-    kick_before_mem_table_without_event_idx,
-    vring_num_zero,
-    vring_num_65535,
-    vring_num_not_power_of_two,
-    vring_index_out_of_range,
-    ring_addresses_unmapped,
-    ring_addresses_misaligned,
-    avail_ring_straddles_end_of_ram,
-    used_ring_straddles_end_of_ram,
-    descriptors_outside_ram,
-    chain_cycle,
-    nested_indirect_table,
-    cyclic_indirect_table,
-    heads_out_of_range,
-    too_many_segments,
-    avail_idx_jump,
-    avail_idx_jump_without_event_idx,
-    vring_base_far_ahead,
-    get_config_huge_offset_and_size,
-    unknown_feature_bits,
-    unknown_messages,
-    oversized_and_malformed_messages,
-    mem_table_swapped_while_running,
-    mem_table_swapped_to_zeroed_memory,
-    region_larger_than_file,
-    region_offset_past_end_of_file,
-    add_mem_reg_past_end_of_file,
-    kick_fd_is_a_pipe,
-    kick_fd_is_not_an_eventfd,
-    kick_fds_swapped_after_write,
-    kick_on_a_swapped_fd_is_served,
-    call_fd_is_a_full_pipe,
-    call_eventfd_saturated,
-    wrong_number_of_fds,
-    more_than_32_fds,
-    drop_at_every_handshake_step,
-    two_clients_on_one_socket,
-    connect_disconnect_10000,
-}
+vhost_user_test_frontend::shared_hostile_frontend_tests!(TARGET);

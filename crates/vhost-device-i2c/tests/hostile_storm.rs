@@ -16,7 +16,8 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
+use vhost_user_test_frontend::devices::i2c::*;
 use vhost_user_test_frontend::hostile::{Arena, Rng, random_chain};
 use vhost_user_test_frontend::{Completion, Desc, FrontendOptions, TestFrontend};
 use vm_memory::{Bytes, GuestAddress};
@@ -147,7 +148,7 @@ fn storm(fe: &mut TestFrontend, rng: &mut Rng, arena: Arena, round: usize) {
 #[test]
 fn random_malformed_chains_never_disturb_real_groups_and_log_no_line_per_request() {
     // The default log level: what an operator sees.
-    let mut d = launch().rust_log(None).start();
+    let mut d = SUBJECT.launch().rust_log(None).start();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {

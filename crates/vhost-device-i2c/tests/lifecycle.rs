@@ -15,12 +15,19 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost_user_test_frontend::devices::i2c::*;
+use vmm_sys_util::tempdir::TempDir;
+
+/// A fresh private directory for sockets.
+fn temp_dir() -> TempDir {
+    TempDir::new_with_prefix("/tmp/vhost-device-i2c-test-").expect("create temp dir")
+}
 
 #[test]
 fn sigterm_with_a_connected_frontend_exits_0_at_once_and_removes_the_socket() {
-    let mut d = simulated();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     still_serves(&mut fe);
     // Requests in flight at the signal (an unfinished group) must not hold up the exit.
@@ -32,62 +39,6 @@ fn sigterm_with_a_connected_frontend_exits_0_at_once_and_removes_the_socket() {
     drop(fe);
 }
 
-#[test]
-fn sigint_when_idle_exits_0_at_once_and_removes_every_socket() {
-    let mut d = start(&["-c", "3"], 3);
-    d.stop_at_once(libc::SIGINT);
-}
-
-#[test]
-fn sigterm_after_a_frontend_left_exits_0_at_once() {
-    let mut d = simulated();
-    drop(d.connect(0));
-    d.stop_at_once(libc::SIGTERM);
-}
-
-/// SIGHUP is not "reload": it is blocked and waited for like SIGTERM, so a daemon whose
-/// terminal goes away exits cleanly (status 0, sockets removed) instead of being killed by
-/// the default action with its socket files left behind.
-#[test]
-fn sighup_with_a_connected_frontend_exits_0_at_once_and_removes_the_sockets() {
-    let mut d = start(&["-c", "2"], 2);
-    let mut fe = d.connect(0);
-    still_serves(&mut fe);
-    d.stop_at_once(libc::SIGHUP);
-    assert!(
-        d.log()
-            .contains(&format!("signal {} received", libc::SIGHUP)),
-        "{}",
-        d.log()
-    );
-    drop(fe);
-}
-
-#[test]
-fn print_capabilities_prints_the_i2c_document_and_ignores_other_options() {
-    for args in [
-        &["--print-capabilities"][..],
-        &[
-            "--bogus",
-            "--print-capabilities",
-            "-l",
-            "nonsense",
-            "-c",
-            "0",
-        ],
-        &["-s", "/nonexistent/dir/x.sock", "--print-capabilities"],
-    ] {
-        let out = run_to_exit(args);
-        assert!(out.status.success(), "{args:?}: {}", out.status);
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let doc = stdout.trim();
-        assert!(doc.starts_with('{') && doc.ends_with('}'), "{doc}");
-        assert!(doc.contains("\"type\": \"i2c\""), "{doc}");
-        assert!(doc.contains("\"features\": []"), "{doc}");
-        assert!(out.stderr.is_empty(), "{args:?}: stderr {:?}", out.stderr);
-    }
-}
-
 /// Runs the daemon with a bad command line; checks the exit status (1), the one-line error
 /// naming the problem, and that no socket was created.
 fn rejected(extra: &[&str], mentions: &[&str]) {
@@ -95,7 +46,7 @@ fn rejected(extra: &[&str], mentions: &[&str]) {
     let base = dir.as_path().join("i2c.sock");
     let mut args = vec!["-s", base.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let out = run_to_exit(&args);
+    let out = SUBJECT.run_to_exit(&args, TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // 1: a refused configuration (2 would be a usage error from the parser).
     assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", out.status);
@@ -132,7 +83,7 @@ fn duplicate_address_is_rejected() {
         &["0x50", "more than once"],
     );
     // The positive check of the same path: the two models at distinct addresses serve.
-    let mut d = start(&[], 1);
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     still_serves(&mut fe);
     d.assert_running();
@@ -143,7 +94,10 @@ fn unknown_option_is_a_usage_error() {
     let dir = temp_dir();
     let base = dir.as_path().join("i2c.sock");
     let base = base.to_str().unwrap();
-    let out = run_to_exit(&["-s", base, "--simulate", "24c02@0x50", "--bogus"]);
+    let out = SUBJECT.run_to_exit(
+        &["-s", base, "--simulate", "24c02@0x50", "--bogus"],
+        TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -180,36 +134,9 @@ fn no_device_is_rejected() {
     rejected(&[], &["device"]);
 }
 
-/// systemd-style socket activation: the daemon serves a listening socket it inherited as
-/// `--fd 3`, keeps serving it across frontends, and leaves the socket file (not its own)
-/// alone at exit.
-#[test]
-fn inherited_listening_socket_is_served_with_fd() {
-    let mut d = launch().socket_activation().start();
-    for _ in 0..2 {
-        let mut fe = d.connect(0);
-        still_serves(&mut fe);
-        fe.disconnect();
-    }
-    d.wait_for_log("inherited listening socket fd 3", TIMEOUT);
-    d.stop_at_once(libc::SIGTERM);
-}
-
-#[test]
-fn fd_that_is_not_a_listening_socket_is_rejected() {
-    // Descriptor 0 is /dev/null in run_to_exit: open, but not a socket.
-    let out = run_to_exit(&["--fd", "0", "--simulate", "24c02@0x50"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains("--fd 0"), "{err}");
-    // The same command line with a listening socket serves (the positive check of this
-    // path is inherited_listening_socket_is_served_with_fd).
-}
-
 #[test]
 fn negotiation_offers_the_virtio_i2c_features() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let fe = d.connect(0);
     let offered = fe.offered_features();
     for (bit, name) in [
@@ -235,7 +162,7 @@ fn negotiation_offers_the_virtio_i2c_features() {
 
 #[test]
 fn a_new_connection_works_after_a_disconnect() {
-    let d = simulated();
+    let d = SUBJECT.start();
     {
         let mut fe = d.connect(0);
         write_reg(&mut fe, EEPROM, 0x80, &[0x42]);
@@ -262,7 +189,7 @@ fn a_new_connection_works_after_a_disconnect() {
 
 #[test]
 fn two_sockets_serve_two_frontends_at_once() {
-    let d = start(&["-c", "2"], 2);
+    let d = SUBJECT.launch_sockets(2).start();
     let mut fe0 = d.connect(0);
     let mut fe1 = d.connect(1);
     // Both connected at once; both transfer, interleaved.
@@ -280,6 +207,9 @@ fn two_sockets_serve_two_frontends_at_once() {
     assert_eq!(read_reg(&mut fe0, EEPROM, 0xa0, 2), [0xde, 0xad]);
 }
 
+// Signals, --print-capabilities and --fd, as for every daemon.
+vhost_user_test_frontend::lifecycle_tests!(SUBJECT);
+
 /// What the daemon says of guest memory a frontend could shrink under it (memory.rs).
 const UNSEALED: &str = "not sealed against shrinking";
 
@@ -287,7 +217,7 @@ const UNSEALED: &str = "not sealed against shrinking";
 /// memory cannot be cut from under the daemon, and nothing is said about it.
 #[test]
 fn guest_memory_sealed_against_shrinking_is_served_without_a_word() {
-    let mut d = simulated();
+    let mut d = SUBJECT.start();
     for _ in 0..2 {
         let mut fe = d.connect(0);
         still_serves(&mut fe);
@@ -301,7 +231,7 @@ fn guest_memory_sealed_against_shrinking_is_served_without_a_word() {
 /// info line per run that its frontend could end the process, not one per connection.
 #[test]
 fn unsealed_guest_memory_is_served_and_said_once_per_run() {
-    let mut d = simulated();
+    let mut d = SUBJECT.start();
     let unsealed = vhost_user_test_frontend::FrontendOptions {
         seal_memory: false,
         ..d.frontend_options()

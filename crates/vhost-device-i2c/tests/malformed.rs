@@ -14,7 +14,8 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
+use vhost_user_test_frontend::devices::i2c::*;
 use vhost_user_test_frontend::{
     Desc, RawDesc, TestFrontend, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
 };
@@ -37,7 +38,7 @@ fn assert_err(c: &vhost_user_test_frontend::Completion, what: &str) {
 
 #[test]
 fn header_shorter_than_8_bytes_is_err() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let hdr = encode_header(EEPROM, false, false);
     for len in [0usize, 1, 4, 7] {
@@ -54,7 +55,7 @@ fn header_shorter_than_8_bytes_is_err() {
 #[test]
 fn header_split_over_descriptors_or_sharing_one_with_data_is_accepted() {
     // Devices must not assume a framing of the request onto descriptors.
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let hdr = encode_header(EEPROM, false, false);
     let c = one(
@@ -89,7 +90,7 @@ fn header_split_over_descriptors_or_sharing_one_with_data_is_accepted() {
 
 #[test]
 fn chain_without_status_byte_returns_used_len_0_and_executes_nothing() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // A write with only device-readable buffers: nowhere to put a status.
     let c = one(
@@ -112,7 +113,7 @@ fn chain_without_status_byte_returns_used_len_0_and_executes_nothing() {
 
 #[test]
 fn read_request_with_a_device_readable_buffer_is_err() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let c = one(
         &mut fe,
@@ -140,7 +141,7 @@ fn read_request_with_a_device_readable_buffer_is_err() {
 
 #[test]
 fn write_request_with_a_device_writable_data_buffer_is_err() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let c = one(
         &mut fe,
@@ -169,7 +170,7 @@ fn write_request_with_a_device_writable_data_buffer_is_err() {
 
 #[test]
 fn reserved_flags_and_bad_address_fields_are_err() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     for flags in [1 << 2, 1 << 31, 0xffff_fffc] {
         let c = one(
@@ -196,7 +197,7 @@ fn reserved_flags_and_bad_address_fields_are_err() {
 
 #[test]
 fn messages_over_8192_bytes_are_err_and_8192_is_fine() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let c = one(&mut fe, read(EEPROM, 8193, false));
     assert_err(&c, "8193-byte read");
@@ -236,7 +237,7 @@ fn long_group(n: usize, offset: u8) -> Vec<Vec<Desc>> {
 
 #[test]
 fn group_of_43_messages_is_err_and_42_work() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let done = submit(&mut fe, &long_group(43, 0x68), false);
     assert_eq!(done.len(), 43);
@@ -283,7 +284,7 @@ fn largest_group(last_read_len: u32) -> (Vec<Vec<Desc>>, Vec<Vec<u8>>) {
 
 #[test]
 fn group_of_42_messages_of_8192_bytes_works_and_one_byte_more_is_err() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let (group, expected) = largest_group(8192);
     assert_eq!(group.len(), 42);
@@ -320,7 +321,7 @@ fn group_of_42_messages_of_8192_bytes_works_and_one_byte_more_is_err() {
 
 #[test]
 fn a_malformed_request_fails_its_whole_group() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let done = submit(
         &mut fe,
@@ -488,7 +489,7 @@ fn post_raw_chains(fe: &mut TestFrontend) {
 
 #[test]
 fn descriptors_outside_guest_memory_do_not_crash_the_device() {
-    let mut d = simulated();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     post_raw_chains(&mut fe);
     still_serves(&mut fe);
@@ -497,7 +498,7 @@ fn descriptors_outside_guest_memory_do_not_crash_the_device() {
 
 #[test]
 fn many_bad_requests_in_one_kick_then_good_ones() {
-    let mut d = simulated();
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     let hdr_w = encode_header(EEPROM, false, false).to_vec();
     let hdr_r = encode_header(EEPROM, true, false).to_vec();

@@ -12,7 +12,9 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
+use vhost_user_test_frontend::daemon::Daemon;
+use vhost_user_test_frontend::devices::i2c::*;
 
 /// Waits until the daemon's log has a line ending in `line` (trace lines are written as
 /// requests are answered).
@@ -31,7 +33,7 @@ fn trace_lines(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn every_group_is_traced_as_i2ctransfer_arguments() {
-    let mut d = start(&["--trace"], 1);
+    let mut d = SUBJECT.launch().args(&["--trace"]).start();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x00, &[0xde, 0xad]);
     wait_for_line(&mut d, "w3@0x50 0x00 0xde 0xad -> OK");
@@ -49,7 +51,7 @@ fn every_group_is_traced_as_i2ctransfer_arguments() {
 
 #[test]
 fn without_the_option_nothing_is_traced() {
-    let mut d = start(&[], 1);
+    let mut d = SUBJECT.start();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x00, &[0x01]);
     assert_eq!(read_reg(&mut fe, EEPROM, 0x00, 1), [0x01]);
@@ -57,4 +59,38 @@ fn without_the_option_nothing_is_traced() {
     // has the connection line but no trace line.
     d.wait_for_log("frontend connected", TIMEOUT);
     assert!(trace_lines(&d).is_empty(), "{}", d.log());
+}
+
+/// The hex bytes `data` as the trace shows them.
+fn hex(data: &[u8]) -> String {
+    data.iter()
+        .map(|b| format!("{b:#04x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A message of more than 16 bytes is shown as its first 16 bytes and `...`, in the
+/// transfer and in what a read returned; one of exactly 16 bytes is shown whole.
+#[test]
+fn messages_over_16_bytes_are_cut_with_an_ellipsis() {
+    let mut d = SUBJECT.launch().args(&["--trace"]).start();
+    let mut fe = d.connect(0);
+    let mut sixteen = vec![0x00];
+    sixteen.extend(0x20..0x2f_u8);
+    assert_eq!(sixteen.len(), 16);
+    one(&mut fe, write(EEPROM, &sixteen, false));
+    let whole = format!("w16@0x50 {} -> ", hex(&sixteen));
+    let line = d.wait_for_log(&whole, TIMEOUT);
+    assert!(!line.contains("..."), "{line}");
+
+    let long: Vec<u8> = (0x40..0x54_u8).collect();
+    let mut message = vec![0x00];
+    message.extend_from_slice(&long);
+    one(&mut fe, write(EEPROM, &message, false));
+    let cut = format!("w21@0x50 {} ... -> ", hex(&message[..16]));
+    d.wait_for_log(&cut, TIMEOUT);
+
+    let read_back = read_reg(&mut fe, EEPROM, 0x00, 20);
+    let shown = format!("w1@0x50 0x00 r20@0x50 -> {} ...", hex(&read_back[..16]));
+    wait_for_line(&mut d, &shown);
 }

@@ -15,12 +15,13 @@
 
 mod common;
 
-use common::*;
+use common::SUBJECT;
 use vhost_user_test_frontend::FrontendOptions;
+use vhost_user_test_frontend::devices::i2c::*;
 
 #[test]
 fn eeprom_page_write_then_read_back_as_one_group() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // A fresh 24c02 reads as erased.
     assert_eq!(read_reg(&mut fe, EEPROM, 0x10, 8), [0xff; 8]);
@@ -51,7 +52,7 @@ fn eeprom_page_write_then_read_back_as_one_group() {
 fn eeprom_through_a_four_entry_queue_with_indirect_descriptors() {
     // QEMU's vhost-user-i2c queue has 4 entries: a 3-descriptor write plus a 3-descriptor
     // read only fit as indirect chains.
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
@@ -79,7 +80,7 @@ fn eeprom_through_a_four_entry_queue_with_indirect_descriptors() {
 
 #[test]
 fn transfers_work_without_event_idx() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect_with(
         0,
         FrontendOptions {
@@ -98,7 +99,7 @@ fn transfers_work_without_event_idx() {
 
 #[test]
 fn eeprom_page_write_wraps_inside_the_8_byte_page() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // Four bytes at 0x26: 0x26, 0x27, then back to 0x20, 0x21 of the same page.
     write_reg(&mut fe, EEPROM, 0x26, &[1, 2, 3, 4]);
@@ -112,7 +113,7 @@ fn eeprom_page_write_wraps_inside_the_8_byte_page() {
 
 #[test]
 fn eeprom_sequential_read_wraps_at_256() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0xfe, &[0xaa, 0xbb]);
     write_reg(&mut fe, EEPROM, 0x00, &[0xcc, 0xdd]);
@@ -128,7 +129,7 @@ fn eeprom_sequential_read_wraps_at_256() {
 
 #[test]
 fn rtc_time_set_and_read_back() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // 2031-07-15 (a Tuesday: weekday register 3) 12:34:50, 24-hour mode, BCD.
     let time = [0x50, 0x34, 0x12, 0x03, 0x15, 0x07, 0x31];
@@ -156,7 +157,7 @@ fn rtc_time_set_and_read_back() {
 
 #[test]
 fn rtc_oscillator_stop_flag_is_cleared_by_writing_the_control_register() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     const OSF: u8 = 1 << 5;
     assert_eq!(
@@ -180,7 +181,7 @@ fn rtc_oscillator_stop_flag_is_cleared_by_writing_the_control_register() {
 
 #[test]
 fn unknown_address_is_err_and_the_device_keeps_serving() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     let w = one(&mut fe, write(ABSENT, &[0x00, 0x01], false));
     assert_eq!((status(&w), w.used_len), (ERR, 1), "{w:?}");
@@ -204,7 +205,7 @@ fn unknown_address_is_err_and_the_device_keeps_serving() {
 
 #[test]
 fn fail_next_a_failing_group_executes_nothing() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // Write to the EEPROM, then a read from an absent device in the same group.
     let done = submit(
@@ -242,7 +243,7 @@ fn fail_next_a_failing_group_executes_nothing() {
 
 #[test]
 fn fail_next_a_group_where_all_succeed_is_all_ok() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     write_reg(&mut fe, EEPROM, 0x48, &[0x5a, 0xa5]);
     write_reg(&mut fe, RTC, 0x08, &[0x77]);
@@ -268,7 +269,7 @@ fn fail_next_a_group_where_all_succeed_is_all_ok() {
 
 #[test]
 fn two_groups_in_one_kick_are_independent() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     // A failing group followed by a good one, all posted before one kick.
     let done = submit(
@@ -289,7 +290,7 @@ fn two_groups_in_one_kick_are_independent() {
 
 #[test]
 fn zero_length_requests_probe_presence() {
-    let d = simulated();
+    let d = SUBJECT.start();
     let mut fe = d.connect(0);
     for read in [false, true] {
         for indirect in [false, true] {
@@ -315,7 +316,7 @@ fn zero_length_requests_probe_presence() {
 
 #[test]
 fn concurrent_transfers_from_two_sockets_stay_consistent() {
-    let d = start(&["-c", "2"], 2);
+    let d = SUBJECT.launch_sockets(2).start();
     let handles: Vec<_> = (0..2usize)
         .map(|i| {
             let mut fe = d.connect(i);

@@ -14,16 +14,14 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::TestQueue;
+use crate::daemon::{Daemon, Launch};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
-use vmm_sys_util::tempdir::TempDir;
-
-use crate::TestQueue;
 
 /// Median, 99th percentile and extremes of a set of timing samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,64 +200,28 @@ pub fn alternate_with_floor(
     Ok(floor)
 }
 
-/// A daemon under benchmark, started wholly on one CPU, listening in a temporary directory;
-/// killed when dropped.
+/// A daemon under benchmark, started wholly on one CPU through the shared launcher
+/// ([`crate::daemon::Launch`], so the chosen binary and runner); killed when dropped.
 #[derive(Debug)]
 pub struct BenchDaemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: TempDir,
+    daemon: Daemon,
 }
 
 impl BenchDaemon {
-    /// Starts `program -s <tmp>/<stem>.sock args...` (with `RUST_LOG=error`, stdin and stdout
-    /// closed) with this thread pinned to `cpu`, so that the daemon and all its threads run
-    /// on `cpu`, then pins this thread back on `home`. The daemon's first listener is
-    /// [`socket`](Self::socket), `<tmp>/<stem>.sock0`.
-    pub fn start(
-        program: &Path,
-        stem: &str,
-        args: &[&str],
-        cpu: usize,
-        home: usize,
-    ) -> io::Result<Self> {
-        let dir = TempDir::new_with_prefix(format!("/tmp/{stem}-bench-"))?;
-        let base = dir.as_path().join(format!("{stem}.sock"));
+    /// Starts `launch` (with `RUST_LOG=error`) with this thread pinned to `cpu`, so that the
+    /// daemon and all its threads run on `cpu`, then pins this thread back on `home`. The
+    /// daemon's first listener is [`socket`](Self::socket).
+    pub fn start(launch: Launch, cpu: usize, home: usize) -> io::Result<Self> {
         pin_current_thread(cpu)?;
-        let child = Command::new(program)
-            .arg("-s")
-            .arg(&base)
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn();
-        let pinned_back = pin_current_thread(home);
-        let mut child = child?;
-        if let Err(e) = pinned_back {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
-        let mut socket = base.into_os_string();
-        socket.push("0");
-        Ok(Self {
-            child,
-            socket: socket.into(),
-            _dir: dir,
-        })
+        let started = launch.rust_log(Some("error")).try_start();
+        pin_current_thread(home)?;
+        let daemon = started.map_err(|e| io::Error::other(crate::daemon::chain(&e)))?;
+        Ok(Self { daemon })
     }
 
     /// The socket the daemon listens on.
     pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-}
-
-impl Drop for BenchDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.daemon.socket(0)
     }
 }
 

@@ -21,6 +21,9 @@ pub const RUNNER_VAR: &str = "VHOST_DEVICE_RUNNER";
 /// `--seccomp none` under qemu-user, which does not implement seccomp(2) for its guest.
 pub const EXTRA_ARGS_VAR: &str = "VHOST_DEVICE_EXTRA_ARGS";
 
+/// [`DaemonBinary::origin`] of the workspace build.
+const WORKSPACE_BUILD: &str = "the workspace build";
+
 /// Why the binary under test cannot be chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
@@ -60,6 +63,22 @@ pub struct DaemonBinary {
 }
 
 impl DaemonBinary {
+    /// Whether this is the workspace build (not a binary named by a variable).
+    pub fn is_workspace_build(&self) -> bool {
+        self.origin == WORKSPACE_BUILD
+    }
+
+    /// `program` (named by `origin`, e.g. a command-line option) through [`RUNNER_VAR`]'s
+    /// prefix if that is set, with [`EXTRA_ARGS_VAR`]'s arguments.
+    pub fn given(program: PathBuf, origin: &str) -> Result<Self, BinaryError> {
+        Ok(Self {
+            program,
+            runner: words(RUNNER_VAR, std::env::var_os(RUNNER_VAR))?,
+            extra_args: words(EXTRA_ARGS_VAR, std::env::var_os(EXTRA_ARGS_VAR))?,
+            origin: origin.to_owned(),
+        })
+    }
+
     /// The binary named by the variable `var` if it is set, else `workspace_build` (pass
     /// `env!("CARGO_BIN_EXE_<name>")`), run through [`RUNNER_VAR`]'s prefix if that is set,
     /// with [`EXTRA_ARGS_VAR`]'s arguments.
@@ -81,10 +100,7 @@ impl DaemonBinary {
         workspace_build: &str,
     ) -> Result<Self, BinaryError> {
         let (program, origin) = match program {
-            None => (
-                PathBuf::from(workspace_build),
-                "the workspace build".to_owned(),
-            ),
+            None => (PathBuf::from(workspace_build), WORKSPACE_BUILD.to_owned()),
             Some(v) if v.is_empty() => {
                 return Err(BinaryError::Empty {
                     var: var.to_owned(),
@@ -136,6 +152,82 @@ impl DaemonBinary {
     /// [`crate::daemon::run_to_exit`] for this binary (through the runner, if any).
     pub fn run_to_exit(&self, args: &[&str], timeout: Duration) -> Output {
         run_to_exit_via(&self.runner, &self.program, args, timeout)
+    }
+}
+
+/// A daemon as the shared suites see it: which binary (the variable that may name another
+/// build, and the workspace build), the arguments that give it a simulated device, and its
+/// queues. Every launch of a shared suite goes through [`Subject::launch`], so every suite
+/// runs the chosen binary through the chosen runner.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    /// Short name for messages (`i2c`, `gpio`); also the `type` of its capability document.
+    pub name: &'static str,
+    /// The variable naming another build (e.g. `VHOST_DEVICE_I2C_BIN`).
+    pub bin_var: &'static str,
+    /// The workspace build (`env!("CARGO_BIN_EXE_<name>")`).
+    pub workspace_build: &'static str,
+    /// Device arguments for one socket (e.g. `["-l", "s8"]`).
+    pub device_args: &'static [&'static str],
+    /// Device arguments for `n` sockets (`-c n` is added by [`Subject::launch_sockets`]).
+    pub device_args_for: fn(usize) -> Vec<String>,
+    /// Queues the device has (for the frontend's handshake).
+    pub num_queues: usize,
+    /// Entries per queue the frontend sets up.
+    pub queue_size: u16,
+    /// Checks one correct answer on a connected frontend; panics on a wrong one.
+    pub probe: fn(&mut crate::TestFrontend),
+}
+
+impl Subject {
+    /// The binary under test ([`DaemonBinary::from_env`]); panics if the variable is set
+    /// but unusable (test tooling: the test must not silently test another binary).
+    #[allow(clippy::panic)]
+    pub fn binary(&self) -> DaemonBinary {
+        DaemonBinary::from_env(self.bin_var, self.workspace_build).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The frontend options for this device.
+    pub fn frontend_options(&self) -> crate::FrontendOptions {
+        crate::FrontendOptions {
+            num_queues: self.num_queues,
+            queue_size: self.queue_size,
+            ..crate::FrontendOptions::default()
+        }
+    }
+
+    /// The launcher of the binary under test with the device of one socket.
+    pub fn launch(&self) -> Launch {
+        self.launch_bare().args(self.device_args)
+    }
+
+    /// The launcher of the binary under test without device arguments (the test gives
+    /// its own).
+    pub fn launch_bare(&self) -> Launch {
+        self.binary().launch().frontend(self.frontend_options())
+    }
+
+    /// Starts the daemon with the device of one socket (see [`Launch::start`]).
+    pub fn start(&self) -> crate::daemon::Daemon {
+        self.launch().start()
+    }
+
+    /// Runs the binary under test with `args` for a command line that makes it exit (see
+    /// [`crate::daemon::run_to_exit`]).
+    pub fn run_to_exit(&self, args: &[&str], timeout: Duration) -> Output {
+        self.binary().run_to_exit(args, timeout)
+    }
+
+    /// The launcher with `-c n` and the devices of `n` sockets.
+    pub fn launch_sockets(&self, n: usize) -> Launch {
+        let args = (self.device_args_for)(n);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.binary()
+            .launch()
+            .args(&["-c", &n.to_string()])
+            .args(&args)
+            .sockets(n)
+            .frontend(self.frontend_options())
     }
 }
 

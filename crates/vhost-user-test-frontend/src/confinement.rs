@@ -6,15 +6,15 @@
 //! `sandbox-test-trigger` feature (the daemons' dev-dependencies enable it), which reads
 //! [`TRIGGER_ENV`].
 
-use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use crate::{FrontendOptions, TestFrontend};
+use crate::TestFrontend;
+pub use crate::binary::Subject;
+use crate::daemon::{Daemon, chain};
 
 /// The test trigger's environment variable (see vhost-device-common's sandbox.rs).
 pub const TRIGGER_ENV: &str = "VHOST_DEVICE_SANDBOX_TEST_TRIGGER";
@@ -30,26 +30,6 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, CheckFailed> {
     Err(CheckFailed(msg.into()))
 }
 
-/// The daemon under test: its binary and the arguments that give it one device.
-#[derive(Debug, Clone, Copy)]
-pub struct Subject {
-    /// Path of the daemon binary.
-    pub binary: &'static str,
-    /// Device arguments (e.g. `["-l", "s8"]`).
-    pub device_args: &'static [&'static str],
-    /// Queues the device has (for the frontend's handshake).
-    pub num_queues: usize,
-}
-
-/// A started daemon; killed and its directory removed when dropped.
-#[derive(Debug)]
-pub struct Daemon {
-    child: Child,
-    dir: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
 /// What `/proc/PID/task/TID/status` says about one thread's confinement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadStatus {
@@ -63,247 +43,121 @@ pub struct ThreadStatus {
     pub caps: [String; 5],
 }
 
-impl Subject {
-    /// Starts the daemon on a fresh socket directory with `extra` arguments, the test
-    /// trigger `trigger` (if any), as user and group `uid` (if given).
-    ///
-    /// For another user the daemon is a copy of the binary in a fresh root-owned 0755
-    /// directory under /tmp, and its socket directory is that user's: it must not depend on
-    /// the checkout's parents (a clone in a 0700 `mktemp -d`) or `$TMPDIR` being
-    /// searchable by that user.
-    pub fn start(
-        &self,
-        extra: &[&str],
-        trigger: Option<&str>,
-        uid: Option<u32>,
-    ) -> Result<Daemon, CheckFailed> {
-        let parent = match uid {
-            Some(_) => PathBuf::from("/tmp"),
-            None => std::env::temp_dir(),
-        };
-        let dir = parent.join(format!(
-            "vhost-device-sandbox-test-{}-{}",
-            std::process::id(),
-            next_id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        create_dir(&dir, 0o755)?;
-        let run_dir = dir.join("run");
-        create_dir(&run_dir, 0o700)?;
-        let binary = match uid {
-            Some(id) => {
-                std::os::unix::fs::chown(&run_dir, Some(id), Some(id))
-                    .map_err(|e| CheckFailed(format!("chown {}: {e}", run_dir.display())))?;
-                reachable_copy(Path::new(self.binary), &dir)?
-            }
-            None => PathBuf::from(self.binary),
-        };
-        let base = run_dir.join("d.sock");
-        let log = dir.join("daemon.log");
-        let log_file =
-            File::create(&log).map_err(|e| CheckFailed(format!("create the log file: {e}")))?;
-        let mut cmd = Command::new(&binary);
-        cmd.arg("-s")
-            .arg(&base)
-            .args(self.device_args)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove(TRIGGER_ENV)
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file);
-        if let Some(t) = trigger {
-            cmd.env(TRIGGER_ENV, t);
-        }
-        if let Some(id) = uid {
-            // std drops root's supplementary groups (setgroups(0)) along with the uid.
-            cmd.uid(id).gid(id);
-        }
-        let child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return fail(format!(
-                    "spawn {} (testing {}) as uid {uid:?}: {e}",
-                    binary.display(),
-                    self.binary
-                ));
-            }
-        };
-        let mut socket = base.into_os_string();
-        socket.push("0");
-        Ok(Daemon {
-            child,
-            dir,
-            socket: PathBuf::from(socket),
-            log,
-        })
+/// Starts `subject` (through the shared launcher, so the chosen binary and runner) with
+/// `extra` arguments, `RUST_LOG=info`, the test trigger `trigger` (if any; the variable is
+/// removed otherwise), in `/`, as user and group `uid` (if given: see [`crate::daemon::Launch::user`]).
+pub fn start(
+    subject: &Subject,
+    extra: &[&str],
+    trigger: Option<&str>,
+    uid: Option<u32>,
+) -> Result<Daemon, CheckFailed> {
+    let mut launch = subject
+        .launch()
+        .args(extra)
+        .rust_log(Some("info"))
+        .env(TRIGGER_ENV, trigger)
+        .current_dir("/");
+    if let Some(id) = uid {
+        launch = launch.user(id);
     }
-
-    /// Connects a frontend (full handshake) to `daemon`: the daemon is then serving, with
-    /// its vring worker threads running.
-    pub fn connect(&self, daemon: &Daemon) -> Result<TestFrontend, CheckFailed> {
-        TestFrontend::connect(
-            &daemon.socket,
-            FrontendOptions {
-                num_queues: self.num_queues,
-                ..FrontendOptions::default()
-            },
-        )
-        .map_err(|e| {
-            CheckFailed(format!(
-                "connect to {}: {e}; daemon log:\n{}",
-                daemon.socket.display(),
-                daemon.log()
-            ))
-        })
-    }
-}
-
-/// Creates `dir` (which must not exist) with exactly `mode`, whatever the umask.
-fn create_dir(dir: &Path, mode: u32) -> Result<(), CheckFailed> {
-    std::fs::create_dir(dir).map_err(|e| CheckFailed(format!("create {}: {e}", dir.display())))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| CheckFailed(format!("chmod {:o} {}: {e}", mode, dir.display())))
-}
-
-/// Copies `binary` into `dir` with mode 0755, for a user that may not reach the original.
-fn reachable_copy(binary: &Path, dir: &Path) -> Result<PathBuf, CheckFailed> {
-    let name = binary
-        .file_name()
-        .ok_or_else(|| CheckFailed(format!("{} has no file name", binary.display())))?;
-    let copy = dir.join(name);
-    std::fs::copy(binary, &copy).map_err(|e| {
+    launch.try_start().map_err(|e| {
         CheckFailed(format!(
-            "copy {} to {}: {e}",
-            binary.display(),
-            copy.display()
+            "start {} as uid {uid:?}: {}",
+            subject.binary().describe(),
+            chain(&e)
         ))
-    })?;
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| CheckFailed(format!("chmod 755 {}: {e}", copy.display())))?;
-    Ok(copy)
+    })
 }
 
-fn next_id() -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    NEXT.fetch_add(1, Ordering::SeqCst)
+/// Connects a frontend (full handshake) to `daemon`: the daemon is then serving, with its
+/// vring worker threads running.
+pub fn connect(daemon: &Daemon) -> Result<TestFrontend, CheckFailed> {
+    TestFrontend::connect(daemon.socket(0), daemon.frontend_options()).map_err(|e| {
+        CheckFailed(format!(
+            "connect to {}: {e}; daemon log:\n{}",
+            daemon.socket(0).display(),
+            daemon.log()
+        ))
+    })
 }
 
-impl Daemon {
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+/// The confinement of every thread of process `pid`.
+pub fn thread_statuses(pid: libc::pid_t) -> Result<Vec<ThreadStatus>, CheckFailed> {
+    let tasks = format!("/proc/{pid}/task");
+    let entries =
+        std::fs::read_dir(&tasks).map_err(|e| CheckFailed(format!("read {tasks}: {e}")))?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let tid = entry.file_name().to_string_lossy().into_owned();
+        let Ok(text) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue; // the thread ended meanwhile
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| format!("<no {name}>"))
+        };
+        out.push(ThreadStatus {
+            tid,
+            seccomp: field("Seccomp:"),
+            no_new_privs: field("NoNewPrivs:"),
+            caps: [
+                field("CapEff:"),
+                field("CapPrm:"),
+                field("CapInh:"),
+                field("CapAmb:"),
+                field("CapBnd:"),
+            ],
+        });
     }
-
-    /// The daemon's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    if out.is_empty() {
+        return fail(format!("no thread under {tasks}"));
     }
+    Ok(out)
+}
 
-    /// The socket the daemon listens on.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
+/// Whether `binary` was built with the sandbox test trigger (it then holds
+/// [`TRIGGER_ENV`]'s name). A release or packaged binary must not be.
+pub fn has_test_trigger(binary: &Path) -> std::io::Result<bool> {
+    let bytes = std::fs::read(binary)?;
+    let needle = TRIGGER_ENV.as_bytes();
+    Ok(bytes.windows(needle.len()).any(|w| w == needle))
+}
 
-    /// The confinement of every thread of the daemon.
-    pub fn threads(&self) -> Result<Vec<ThreadStatus>, CheckFailed> {
-        let tasks = format!("/proc/{}/task", self.pid());
-        let entries =
-            std::fs::read_dir(&tasks).map_err(|e| CheckFailed(format!("read {tasks}: {e}")))?;
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let tid = entry.file_name().to_string_lossy().into_owned();
-            let Ok(text) = std::fs::read_to_string(entry.path().join("status")) else {
-                continue; // the thread ended meanwhile
-            };
-            let field = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .map(|v| v.trim().to_owned())
-                    .unwrap_or_else(|| format!("<no {name}>"))
-            };
-            out.push(ThreadStatus {
-                tid,
-                seccomp: field("Seccomp:"),
-                no_new_privs: field("NoNewPrivs:"),
-                caps: [
-                    field("CapEff:"),
-                    field("CapPrm:"),
-                    field("CapInh:"),
-                    field("CapAmb:"),
-                    field("CapBnd:"),
-                ],
-            });
+/// For a check that needs the test trigger: true if the binary under test has it. A
+/// binary chosen by variable (an installed package, which must lack it) is skipped with
+/// one `SKIP <test>: ...` line on stderr; the workspace build must have it (the daemons'
+/// dev-dependencies enable the feature), so there a missing trigger fails.
+#[allow(clippy::panic)] // Test tooling: the panic is the test failure.
+pub fn trigger_or_skip(subject: &Subject, test: &str) -> bool {
+    let bin = subject.binary();
+    match has_test_trigger(&bin.program) {
+        Ok(true) => true,
+        Ok(false) if !bin.is_workspace_build() => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP {test}: {} has no sandbox test trigger (built without the sandbox-test-trigger feature)",
+                bin.describe()
+            );
+            false
         }
-        if out.is_empty() {
-            return fail(format!("no thread under {tasks}"));
-        }
-        Ok(out)
-    }
-
-    /// Waits (up to a deadline) for the daemon to exit.
-    pub fn wait_exit(&mut self) -> Result<ExitStatus, CheckFailed> {
-        let deadline = Instant::now().checked_add(TIMEOUT);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Ok(status),
-                Ok(None) => {}
-                Err(e) => return fail(format!("wait for the daemon: {e}")),
-            }
-            if deadline.is_none_or(|d| Instant::now() >= d) {
-                return fail(format!(
-                    "the daemon did not exit within {TIMEOUT:?}; log:\n{}",
-                    self.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits (up to a deadline) until the log contains `needle`; returns that line.
-    pub fn wait_log(&mut self, needle: &str) -> Result<String, CheckFailed> {
-        let deadline = Instant::now().checked_add(TIMEOUT);
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return Ok(line.to_owned());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return fail(format!(
-                    "the daemon exited ({status}) before logging {needle:?}; log:\n{}",
-                    self.log()
-                ));
-            }
-            if deadline.is_none_or(|d| Instant::now() >= d) {
-                return fail(format!(
-                    "no {needle:?} in the log within {TIMEOUT:?}; log:\n{}",
-                    self.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Fails unless the daemon is still running.
-    pub fn assert_running(&mut self) -> Result<(), CheckFailed> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => fail(format!(
-                "the daemon exited ({status}); log:\n{}",
-                self.log()
-            )),
-            Err(e) => fail(format!("wait for the daemon: {e}")),
-        }
+        Ok(false) => panic!(
+            "{}: the workspace build has no sandbox test trigger; the dev-dependency on \
+             vhost-device-common must enable the sandbox-test-trigger feature",
+            bin.describe()
+        ),
+        Err(e) => panic!("read {}: {e}", bin.program.display()),
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// Fails the calling test with what a check saw.
+#[track_caller]
+#[allow(clippy::panic)] // Test tooling: the panic is the test failure.
+pub fn passed(result: Result<(), CheckFailed>) {
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
@@ -335,9 +189,9 @@ pub fn check_confined_while_serving(
     subject: &Subject,
     uid: Option<u32>,
 ) -> Result<(), CheckFailed> {
-    let mut daemon = subject.start(&[], None, uid)?;
-    let frontend = subject.connect(&daemon)?;
-    let threads = daemon.threads()?;
+    let mut daemon = start(subject, &[], None, uid)?;
+    let frontend = connect(&daemon)?;
+    let threads = thread_statuses(daemon.pid())?;
     let bounding_set_droppable = uid.is_none() && is_root();
     if threads.len() < 3 {
         return fail(format!(
@@ -355,7 +209,7 @@ pub fn check_confined_while_serving(
             ));
         }
     }
-    daemon.assert_running()?;
+    daemon.assert_running();
     frontend.disconnect();
     Ok(())
 }
@@ -380,11 +234,11 @@ pub const FORBIDDEN: &[(&str, libc::c_long)] = &[
 /// the trigger logs the call before making it, and never logs its return.
 pub fn check_forbidden_call_kills(subject: &Subject, extra: &[&str]) -> Result<(), CheckFailed> {
     for &(name, _) in FORBIDDEN {
-        let mut daemon = subject.start(extra, Some(name), None)?;
+        let mut daemon = start(subject, extra, Some(name), None)?;
         // The trigger fires once the connection is accepted: the daemon may die before the
         // handshake ends, so the frontend's own result does not matter.
-        let frontend = subject.connect(&daemon);
-        let status = daemon.wait_exit()?;
+        let frontend = connect(&daemon);
+        let status = daemon.wait_exit(TIMEOUT);
         drop(frontend);
         let log = daemon.log();
         if status.signal() != Some(libc::SIGSYS) {
@@ -421,10 +275,10 @@ pub fn check_log_mode_lets_it_through(subject: &Subject, audit: bool) -> Result<
             std::thread::sleep(Duration::from_millis(5500));
         }
         let list: Vec<&str> = missing.iter().map(|&(n, _)| n).collect();
-        let mut daemon = subject.start(&["--seccomp", "log"], Some(&list.join(",")), None)?;
-        let frontend = subject.connect(&daemon)?;
+        let mut daemon = start(subject, &["--seccomp", "log"], Some(&list.join(",")), None)?;
+        let frontend = connect(&daemon)?;
         for name in &list {
-            let line = daemon.wait_log(&format!("trigger: {name}: returned"))?;
+            let line = daemon.wait_for_log(&format!("trigger: {name}: returned"), TIMEOUT);
             // It reached the kernel: Landlock still refuses the signal (scope, EPERM) and
             // stderr is no terminal (ENOTTY); everything else succeeds.
             let kernel_said_no = (*name == "kill" && line.contains("Operation not permitted"))
@@ -433,8 +287,8 @@ pub fn check_log_mode_lets_it_through(subject: &Subject, audit: bool) -> Result<
                 return fail(format!("{name} failed under --seccomp log: {line}"));
             }
         }
-        daemon.assert_running()?;
-        let threads = daemon.threads()?;
+        daemon.assert_running();
+        let threads = thread_statuses(daemon.pid())?;
         if threads.iter().any(|t| t.seccomp != "2") {
             return fail(format!(
                 "--seccomp log: a thread has no filter: {threads:?}"
@@ -457,7 +311,7 @@ pub fn check_log_mode_lets_it_through(subject: &Subject, audit: bool) -> Result<
 }
 
 /// The system call numbers of the seccomp audit records (`type=1326`) of `pid` in `dmesg`.
-fn audit_records(pid: u32) -> Result<Vec<libc::c_long>, CheckFailed> {
+fn audit_records(pid: libc::pid_t) -> Result<Vec<libc::c_long>, CheckFailed> {
     let out = Command::new("dmesg")
         .output()
         .map_err(|e| CheckFailed(format!("cannot run dmesg to read the audit records: {e}")))?;
@@ -496,8 +350,8 @@ pub fn check_landlock_refuses_signals_and_tcp(subject: &Subject) -> Result<(), C
         (&["--seccomp", "none"][..], true),
         (&["--sandbox", "none"][..], false),
     ] {
-        let mut daemon = subject.start(args, Some(&trigger), None)?;
-        let frontend = subject.connect(&daemon)?;
+        let mut daemon = start(subject, args, Some(&trigger), None)?;
+        let frontend = connect(&daemon)?;
         if refused && !daemon.log().contains("sandbox: Landlock enforced") {
             return fail(format!(
                 "this kernel does not enforce every Landlock feature the check needs (ABI 6, Linux >= 6.12); log:\n{}",
@@ -508,18 +362,21 @@ pub fn check_landlock_refuses_signals_and_tcp(subject: &Subject) -> Result<(), C
             ("kill", "Operation not permitted"),
             ("tcp-connect", "Permission denied"),
         ] {
-            let line = daemon.wait_log(&format!("trigger: {name}"))?;
+            let line = daemon.wait_for_log(&format!("trigger: {name}"), TIMEOUT);
             let line = if line.contains("returned") {
                 line
             } else {
-                daemon.wait_log(&format!(
-                    "trigger: {name}{}: returned",
-                    if name == "kill" {
-                        String::new()
-                    } else {
-                        format!(":{port}")
-                    }
-                ))?
+                daemon.wait_for_log(
+                    &format!(
+                        "trigger: {name}{}: returned",
+                        if name == "kill" {
+                            String::new()
+                        } else {
+                            format!(":{port}")
+                        }
+                    ),
+                    TIMEOUT,
+                )
             };
             let ok = if refused {
                 line.contains("returned -1") && line.contains(errno)
@@ -533,7 +390,7 @@ pub fn check_landlock_refuses_signals_and_tcp(subject: &Subject) -> Result<(), C
                 ));
             }
         }
-        daemon.assert_running()?;
+        daemon.assert_running();
         frontend.disconnect();
     }
     Ok(())
@@ -544,12 +401,12 @@ pub fn check_landlock_refuses_signals_and_tcp(subject: &Subject) -> Result<(), C
 pub fn check_landlock_refuses_opens(subject: &Subject) -> Result<(), CheckFailed> {
     let path = "/proc/self/status";
     let trigger = format!("open:{path}");
-    let mut daemon = subject.start(&["--seccomp", "none"], Some(&trigger), None)?;
-    let line = daemon.wait_log(&format!("open {path}:"))?;
+    let mut daemon = start(subject, &["--seccomp", "none"], Some(&trigger), None)?;
+    let line = daemon.wait_for_log(&format!("open {path}:"), TIMEOUT);
     if !line.contains("Permission denied") {
         return fail(format!("Landlock did not refuse the open: {line}"));
     }
-    let threads = daemon.threads()?;
+    let threads = thread_statuses(daemon.pid())?;
     if threads
         .iter()
         .any(|t| t.seccomp != "0" || t.no_new_privs != "1")
@@ -560,13 +417,13 @@ pub fn check_landlock_refuses_opens(subject: &Subject) -> Result<(), CheckFailed
     }
     drop(daemon);
 
-    let mut daemon = subject.start(&["--sandbox", "none"], Some(&trigger), None)?;
-    let line = daemon.wait_log(&format!("open {path}:"))?;
+    let mut daemon = start(subject, &["--sandbox", "none"], Some(&trigger), None)?;
+    let line = daemon.wait_for_log(&format!("open {path}:"), TIMEOUT);
     if !line.contains("opened") {
         return fail(format!("--sandbox none: the open failed: {line}"));
     }
-    let frontend = subject.connect(&daemon)?;
-    let threads = daemon.threads()?;
+    let frontend = connect(&daemon)?;
+    let threads = thread_statuses(daemon.pid())?;
     if threads.iter().any(|t| t.seccomp != "0") {
         return fail(format!("--sandbox none: a thread is filtered: {threads:?}"));
     }
@@ -581,24 +438,139 @@ pub fn check_landlock_refuses_opens(subject: &Subject) -> Result<(), CheckFailed
 pub fn check_opens_refused_not_fatal(subject: &Subject) -> Result<(), CheckFailed> {
     let path = "/proc/self/status";
     let trigger = format!("open-path:{path}");
-    let mut daemon = subject.start(&[], Some(&trigger), None)?;
-    let line = daemon.wait_log(&format!("open-path {path}:"))?;
+    let mut daemon = start(subject, &[], Some(&trigger), None)?;
+    let line = daemon.wait_for_log(&format!("open-path {path}:"), TIMEOUT);
     if !line.contains("Permission denied") {
         return fail(format!(
             "the filter did not refuse the open with EACCES: {line}"
         ));
     }
-    let frontend = subject.connect(&daemon)?;
-    daemon.assert_running()?;
+    let frontend = connect(&daemon)?;
+    daemon.assert_running();
     frontend.disconnect();
     drop(daemon);
 
-    let mut daemon = subject.start(&["--seccomp", "none"], Some(&trigger), None)?;
-    let line = daemon.wait_log(&format!("open-path {path}:"))?;
+    let mut daemon = start(subject, &["--seccomp", "none"], Some(&trigger), None)?;
+    let line = daemon.wait_for_log(&format!("open-path {path}:"), TIMEOUT);
     if !line.contains("opened") {
         return fail(format!(
             "--seccomp none: the O_PATH open failed, so the check above proves nothing: {line}"
         ));
     }
     Ok(())
+}
+
+/// Declares the sandbox tests of a daemon crate's `tests/sandbox.rs` against `$subject` (a
+/// [`Subject`]): confined in every thread while serving (as the test's user, and as
+/// user 65534 when root); each forbidden call kills with SIGSYS under the default `kill` and
+/// under `trap`, and goes through under `log` (audited in dmesg: root); Landlock refuses
+/// opens, signals and TCP; a refused open is not fatal. The checks that need the test
+/// trigger are skipped, with a line, for a chosen binary built without it.
+#[macro_export]
+macro_rules! sandbox_tests {
+    ($subject:expr) => {
+        /// The unprivileged user of the quick start (nobody).
+        const NOBODY: u32 = 65534;
+
+        #[test]
+        fn confined_while_serving() {
+            $crate::confinement::passed($crate::confinement::check_confined_while_serving(
+                &$subject, None,
+            ));
+        }
+
+        #[test]
+        fn confined_while_serving_as_an_unprivileged_user() {
+            if !$crate::confinement::root_or_skip(
+                "confined_while_serving_as_an_unprivileged_user",
+                "it starts the daemon as user 65534 with setuid/setgid",
+            ) {
+                return;
+            }
+            $crate::confinement::passed($crate::confinement::check_confined_while_serving(
+                &$subject,
+                Some(NOBODY),
+            ));
+        }
+
+        #[test]
+        fn forbidden_call_kills_with_sigsys() {
+            if $crate::confinement::trigger_or_skip(&$subject, "forbidden_call_kills_with_sigsys") {
+                $crate::confinement::passed($crate::confinement::check_forbidden_call_kills(
+                    &$subject,
+                    &[],
+                ));
+            }
+        }
+
+        #[test]
+        fn forbidden_call_under_trap_raises_sigsys() {
+            if $crate::confinement::trigger_or_skip(
+                &$subject,
+                "forbidden_call_under_trap_raises_sigsys",
+            ) {
+                $crate::confinement::passed($crate::confinement::check_forbidden_call_kills(
+                    &$subject,
+                    &["--seccomp", "trap"],
+                ));
+            }
+        }
+
+        #[test]
+        fn log_mode_lets_the_call_through() {
+            if $crate::confinement::trigger_or_skip(&$subject, "log_mode_lets_the_call_through") {
+                $crate::confinement::passed(
+                    $crate::confinement::check_log_mode_lets_it_through(&$subject, false),
+                );
+            }
+        }
+
+        #[test]
+        fn log_mode_calls_are_audited_in_dmesg() {
+            if !$crate::confinement::root_or_skip(
+                "log_mode_calls_are_audited_in_dmesg",
+                "reads the kernel's audit records with dmesg, which kernel.dmesg_restrict keeps from other users",
+            ) {
+                return;
+            }
+            if $crate::confinement::trigger_or_skip(&$subject, "log_mode_calls_are_audited_in_dmesg") {
+                $crate::confinement::passed(
+                    $crate::confinement::check_log_mode_lets_it_through(&$subject, true),
+                );
+            }
+        }
+
+        #[test]
+        fn landlock_refuses_new_opens_and_sandbox_none_does_not() {
+            if $crate::confinement::trigger_or_skip(
+                &$subject,
+                "landlock_refuses_new_opens_and_sandbox_none_does_not",
+            ) {
+                $crate::confinement::passed($crate::confinement::check_landlock_refuses_opens(
+                    &$subject,
+                ));
+            }
+        }
+
+        #[test]
+        fn file_opens_refused_with_eacces_not_fatal() {
+            if $crate::confinement::trigger_or_skip(&$subject, "file_opens_refused_with_eacces_not_fatal") {
+                $crate::confinement::passed($crate::confinement::check_opens_refused_not_fatal(
+                    &$subject,
+                ));
+            }
+        }
+
+        #[test]
+        fn landlock_refuses_signals_and_tcp_and_sandbox_none_does_not() {
+            if $crate::confinement::trigger_or_skip(
+                &$subject,
+                "landlock_refuses_signals_and_tcp_and_sandbox_none_does_not",
+            ) {
+                $crate::confinement::passed(
+                    $crate::confinement::check_landlock_refuses_signals_and_tcp(&$subject),
+                );
+            }
+        }
+    };
 }

@@ -23,6 +23,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,70 @@ pub struct Launch {
     rust_log: Option<String>,
     activation: bool,
     frontend: FrontendOptions,
+    env: Vec<(OsString, Option<OsString>)>,
+    user: Option<u32>,
+    current_dir: Option<PathBuf>,
+    open_files: Option<(u64, u64)>,
+}
+
+/// Why [`Launch::try_start`] could not bring a daemon up.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Preparing the daemon's directory, log or socket failed.
+    #[error("cannot prepare the daemon's run: {what}")]
+    Setup {
+        /// What was being prepared.
+        what: String,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+    /// The process could not be spawned.
+    #[error("cannot start {}", binary.display())]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// The spawn's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon exited before it served.
+    #[error("{} exited during startup with {status}; log:\n{log}", binary.display())]
+    Exited {
+        /// The binary.
+        binary: PathBuf,
+        /// How it ended.
+        status: ExitStatus,
+        /// What it logged.
+        log: String,
+    },
+    /// The daemon did not create its sockets in time.
+    #[error("{} did not create its sockets {sockets:?} within {STARTUP_TIMEOUT:?}; log:\n{log}", binary.display())]
+    NoSockets {
+        /// The binary.
+        binary: PathBuf,
+        /// The sockets awaited.
+        sockets: Vec<PathBuf>,
+        /// What it logged.
+        log: String,
+    },
+}
+
+fn setup(what: impl Into<String>) -> impl FnOnce(io::Error) -> LaunchError {
+    let what = what.into();
+    move |source| LaunchError::Setup { what, source }
+}
+
+/// An error and its sources on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    use std::fmt::Write as _;
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let _ = write!(s, ": {inner}");
+        source = inner.source();
+    }
+    s
 }
 
 impl Launch {
@@ -69,6 +134,10 @@ impl Launch {
             rust_log: Some("debug".to_owned()),
             activation: false,
             frontend: FrontendOptions::default(),
+            env: Vec::new(),
+            user: None,
+            current_dir: None,
+            open_files: None,
         }
     }
 
@@ -111,15 +180,61 @@ impl Launch {
         self
     }
 
+    /// Sets the environment variable `key` for the daemon (`None`: removes it).
+    pub fn env(mut self, key: &str, value: Option<&str>) -> Self {
+        self.env
+            .push((OsString::from(key), value.map(OsString::from)));
+        self
+    }
+
+    /// Runs the daemon as user and group `uid` (the caller must be root). The binary is
+    /// then a copy in the daemon's directory (made 0755 and root-owned, under /tmp) and its
+    /// sockets are in a 0700 subdirectory of that user's: the run must not depend on the
+    /// checkout's parents (a clone in a 0700 `mktemp -d`) being searchable by that user.
+    /// std drops root's supplementary groups (setgroups(0)) along with the uid.
+    pub fn user(mut self, uid: u32) -> Self {
+        self.user = Some(uid);
+        self
+    }
+
+    /// The daemon's working directory (default: the caller's).
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.current_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Starts the daemon with `RLIMIT_NOFILE` set to `soft` and `hard` (to run it at the
+    /// open-files limit).
+    pub fn open_files_limit(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
+        self
+    }
+
+    /// The binary this launch runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// Starts the daemon and waits (up to [`STARTUP_TIMEOUT`]) until it serves: until all
     /// its sockets exist, or with socket activation until it accepts a connection.
-    /// Panics with the log if it exits first.
+    /// Panics with the log if it exits first (see [`Launch::try_start`]).
     pub fn start(self) -> Daemon {
-        let dir = TempDir::new_with_prefix("/tmp/vhost-device-test-").expect("create temp dir");
+        self.try_start().unwrap_or_else(|e| panic!("{}", chain(&e)))
+    }
+
+    /// [`Launch::start`], returning what went wrong instead of panicking (for a harness
+    /// that reports its own errors: the soak and benchmark programs, the sandbox checks).
+    pub fn try_start(self) -> Result<Daemon, LaunchError> {
+        let dir = TempDir::new_with_prefix("/tmp/vhost-device-test-")
+            .map_err(|e| setup("create a temp dir")(io::Error::from_raw_os_error(e.errno())))?;
+        let (binary, socket_dir) = match self.user {
+            Some(uid) => prepare_for_user(dir.as_path(), &self.binary, uid)?,
+            None => (self.binary.clone(), dir.as_path().to_owned()),
+        };
         let log = dir.as_path().join("daemon.log");
-        let log_file = File::create(&log).expect("create the daemon's log file");
-        let stdout = log_file.try_clone().expect("clone the log file");
-        let mut cmd = command(&self.runner, &self.binary);
+        let log_file = File::create(&log).map_err(setup("create the daemon's log file"))?;
+        let stdout = log_file.try_clone().map_err(setup("clone the log file"))?;
+        let mut cmd = command(&self.runner, &binary);
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -128,21 +243,37 @@ impl Launch {
             Some(level) => cmd.env("RUST_LOG", level),
             None => cmd.env_remove("RUST_LOG"),
         };
+        for (key, value) in &self.env {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(cwd) = &self.current_dir {
+            cmd.current_dir(cwd);
+        }
+        if let Some(uid) = self.user {
+            cmd.uid(uid).gid(uid);
+        }
+        if let Some((soft, hard)) = self.open_files {
+            set_open_files_limit(&mut cmd, soft, hard);
+        }
         let (sockets, listener) = if self.activation {
-            let path = dir.as_path().join("activated.sock");
-            let listener =
-                std::os::unix::net::UnixListener::bind(&path).expect("bind the activation socket");
+            let path = socket_dir.join("activated.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&path)
+                .map_err(setup("bind the activation socket"))?;
             pass_as_fd3(&mut cmd, &listener);
             cmd.arg("--fd").arg(ACTIVATION_FD.to_string());
             (vec![path], Some(listener))
         } else {
-            let base = dir.as_path().join("sock");
+            let base = socket_dir.join("sock");
             cmd.arg("-s").arg(&base);
             ((0..self.sockets).map(|i| indexed(&base, i)).collect(), None)
         };
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        let child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            binary: binary.clone(),
+            source,
+        })?;
         // The daemon has its own copy of the listening socket now.
         drop(listener);
         let mut d = Daemon {
@@ -155,9 +286,40 @@ impl Launch {
             frontend: self.frontend,
             dir,
         };
-        d.wait_until_serving();
-        d
+        d.wait_until_serving()?;
+        Ok(d)
     }
+}
+
+/// Makes `dir` 0755, copies `binary` into it (0755) and creates `dir/run`, 0700 and owned by
+/// `uid`; returns the copy and the socket directory.
+fn prepare_for_user(
+    dir: &Path,
+    binary: &Path,
+    uid: u32,
+) -> Result<(PathBuf, PathBuf), LaunchError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(setup(format!("chmod {mode:o} {}", path.display())))
+    };
+    mode(dir, 0o755)?;
+    let run = dir.join("run");
+    std::fs::create_dir(&run).map_err(setup(format!("create {}", run.display())))?;
+    mode(&run, 0o700)?;
+    std::os::unix::fs::chown(&run, Some(uid), Some(uid))
+        .map_err(setup(format!("chown {uid} {}", run.display())))?;
+    let name = binary.file_name().ok_or_else(|| {
+        setup(format!("{} has no file name", binary.display()))(io::ErrorKind::InvalidInput.into())
+    })?;
+    let copy = dir.join(name);
+    std::fs::copy(binary, &copy).map_err(setup(format!(
+        "copy {} to {}",
+        binary.display(),
+        copy.display()
+    )))?;
+    mode(&copy, 0o755)?;
+    Ok((copy, run))
 }
 
 /// A command running `binary` through `runner` (a command prefix; empty: directly).
@@ -172,6 +334,24 @@ pub fn command(runner: &[String], binary: &Path) -> Command {
     }
 }
 
+/// Sets the child's `RLIMIT_NOFILE` before it runs the daemon.
+fn set_open_files_limit(cmd: &mut Command, soft: u64, hard: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: the closure runs in the forked child before exec and calls only setrlimit(2),
+    // which is async-signal-safe, on a value it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes `listener` descriptor [`ACTIVATION_FD`] of the child, without `FD_CLOEXEC`.
 fn pass_as_fd3(cmd: &mut Command, listener: &std::os::unix::net::UnixListener) {
     use std::os::fd::AsRawFd;
@@ -183,10 +363,10 @@ fn pass_as_fd3(cmd: &mut Command, listener: &std::os::unix::net::UnixListener) {
             if fd == ACTIVATION_FD {
                 // dup2 onto itself keeps FD_CLOEXEC: clear it instead.
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
+                    return Err(io::Error::last_os_error());
                 }
             } else if libc::dup2(fd, ACTIVATION_FD) != ACTIVATION_FD {
-                return Err(std::io::Error::last_os_error());
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });
@@ -232,15 +412,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn wait_until_serving(&mut self) {
+    fn wait_until_serving(&mut self) -> Result<(), LaunchError> {
         let deadline = deadline_after(STARTUP_TIMEOUT);
         loop {
             if let Some(status) = self.poll_exit() {
-                panic!(
-                    "{} exited during startup with {status}; log:\n{}",
-                    self.binary.display(),
-                    self.log()
-                );
+                return Err(LaunchError::Exited {
+                    binary: self.binary.clone(),
+                    status,
+                    log: self.log(),
+                });
             }
             let ready = if self.activation {
                 // The socket exists from the start; serving shows in the log only, so the
@@ -250,15 +430,15 @@ impl Daemon {
                 self.sockets.iter().all(|s| s.exists())
             };
             if ready {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not create its sockets {:?} within {STARTUP_TIMEOUT:?}; log:\n{}",
-                self.binary.display(),
-                self.sockets,
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(LaunchError::NoSockets {
+                    binary: self.binary.clone(),
+                    sockets: self.sockets.clone(),
+                    log: self.log(),
+                });
+            }
             std::thread::sleep(POLL);
         }
     }
@@ -371,7 +551,7 @@ impl Daemon {
             rc,
             0,
             "kill({pid}, {signal}): {}",
-            std::io::Error::last_os_error()
+            io::Error::last_os_error()
         );
     }
 
@@ -579,6 +759,31 @@ mod tests {
         });
         assert!(text.contains("exited during startup"), "{text}");
         assert!(text.contains("bad option"), "{text}");
+    }
+
+    #[test]
+    fn environment_directory_and_startup_errors_reach_the_caller() {
+        // The stand-in logs its variables and directory, then creates its "socket".
+        let script =
+            "echo \"x=${X-unset} y=${Y-unset} dir=$(pwd)\" >&2; : > \"${2}0\"; exec sleep 30";
+        let d = Launch::new("/bin/sh")
+            .args(&["-c", script, "sh"])
+            .env("X", Some("set"))
+            .env("Y", Some("dropped"))
+            .env("Y", None)
+            .current_dir("/")
+            .start();
+        assert!(d.log().contains("x=set y=unset dir=/\n"), "{}", d.log());
+        let err = Launch::new("/bin/sh")
+            .args(&["-c", "echo no way >&2; exit 3"])
+            .try_start()
+            .expect_err("a daemon that exits at once did not start");
+        assert!(matches!(err, LaunchError::Exited { .. }), "{err}");
+        assert!(err.to_string().contains("no way"), "{err}");
+        let err = Launch::new("/nonexistent/daemon")
+            .try_start()
+            .expect_err("no such binary");
+        assert!(matches!(err, LaunchError::Spawn { .. }), "{err}");
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //! watched through /proc (alive, CPU time, open fds) after each attack of
 //! [`crate::attacks`], and asked by a fresh well-behaved connection whether it still serves.
 //!
-//! A daemon crate's test names its [`Target`] (binary, arguments, queues, and a probe that
-//! checks one correct answer) and lists the attacks with [`crate::hostile_frontend_tests`].
+//! A daemon crate's test names its [`Target`] (the daemon, and a probe that checks one
+//! correct answer); the attacks and their runner are in [`crate::attacks`].
 
-use std::fmt::Write as _;
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{Daemon, Launch};
+pub use crate::binary::Subject;
+use crate::daemon::Daemon;
+pub use crate::daemon::chain;
 use crate::raw::{RawError, RawFrontend, RawOptions};
 
 /// How long a fresh connection may take to get its correct answer.
@@ -33,17 +35,11 @@ pub const MAX_LOG_LINES: usize = 20;
 /// Largest log growth read back into memory; beyond it the growth is reported in bytes.
 const MAX_LOG_READ: u64 = 4 << 20;
 
-/// What is tested: a daemon binary and how to talk to it.
+/// What is tested: a daemon (binary, device, queues) and how to talk to it.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
-    /// Short name for messages (`i2c`, `gpio`).
-    pub name: &'static str,
-    /// Path of the binary.
-    pub binary: &'static str,
-    /// Arguments besides `-s SOCKET` (a simulated device).
-    pub args: &'static [&'static str],
-    /// Queues a frontend sets up.
-    pub num_queues: usize,
+    /// The daemon; its launches honour the chosen binary and runner.
+    pub subject: Subject,
     /// Entries per queue.
     pub queue_size: u16,
     /// Checks one correct answer on a handshaken frontend; `Err` says what was wrong.
@@ -64,6 +60,8 @@ pub struct Dut {
     log_mark: u64,
     /// Open descriptors once the first fresh connection had come and gone.
     fd_baseline: usize,
+    /// Observations that fail the attack but do not end it (the checks still run).
+    findings: RefCell<Vec<String>>,
 }
 
 impl Dut {
@@ -71,15 +69,17 @@ impl Dut {
     /// the log bound is meant for the default) and waits for its socket.
     pub fn start(target: Target) -> Result<Dut, String> {
         let level = std::env::var("HOSTILE_RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-        let mut daemon = Launch::new(target.binary)
-            .args(target.args)
+        let mut daemon = target
+            .subject
+            .launch()
             .rust_log(Some(&level))
-            .start();
+            .try_start()
+            .map_err(|e| format!("{}: {}", target.subject.name, chain(&e)))?;
         let pid = u32::try_from(daemon.pid()).map_err(|e| format!("pid: {e}"))?;
         if let Some(status) = daemon.exited() {
             return Err(format!(
                 "{}: daemon died: {}",
-                target.name,
+                target.subject.name,
                 describe_exit(status)
             ));
         }
@@ -89,13 +89,25 @@ impl Dut {
             pid,
             log_mark: 0,
             fd_baseline: 0,
+            findings: RefCell::new(Vec::new()),
         };
         // The baseline of the descriptor check: the state after a fresh connection, which
         // is also the state every check leaves the daemon in.
         dut.fresh_answer()
-            .map_err(|e| format!("{}: before any attack: {e}", target.name))?;
+            .map_err(|e| format!("{}: before any attack: {e}", target.subject.name))?;
         dut.fd_baseline = dut.settled_fd_count(None)?;
         Ok(dut)
+    }
+
+    /// Records a failure of the running attack and lets it go on to its checks (an
+    /// explicit part of the daemon under test, where a thread-local side channel was).
+    pub fn note(&self, finding: String) {
+        self.findings.borrow_mut().push(finding);
+    }
+
+    /// The failures [`Dut::note`]d since the last call.
+    pub fn take_findings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.findings.borrow_mut())
     }
 
     /// The socket path.
@@ -111,7 +123,7 @@ impl Dut {
     /// Options for a frontend that matches the target.
     pub fn options(&self) -> RawOptions {
         RawOptions {
-            num_queues: self.target.num_queues,
+            num_queues: self.target.subject.num_queues,
             queue_size: self.target.queue_size,
             ..RawOptions::default()
         }
@@ -292,7 +304,7 @@ impl Dut {
             Err(e) => failures.push(e),
         }
         if let Some(fe) = attacker {
-            for q in 0..u32::try_from(self.target.num_queues).unwrap_or(1) {
+            for q in 0..u32::try_from(self.target.subject.num_queues).unwrap_or(1) {
                 match fe.conn.get_vring_base(q, ANSWER_WITHIN) {
                     Ok(_) => {}
                     Err(e) if e.is_closed() => break,
@@ -344,22 +356,6 @@ impl Dut {
     }
 }
 
-/// An error and its sources on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let _ = write!(s, ": {inner}");
-        source = inner.source();
-    }
-    s
-}
-
-/// A log line cut to 300 characters.
-fn cut(line: &str) -> String {
-    line.chars().take(300).collect()
-}
-
 fn describe_exit(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
@@ -369,57 +365,4 @@ fn describe_exit(status: ExitStatus) -> String {
         Some(sig) => format!("killed by signal {sig}"),
         None => format!("exited with {status}"),
     }
-}
-
-/// Runs one attack against a fresh daemon of `target` and panics with the attack's name,
-/// what was observed and the end of the daemon's log if it fails.
-#[track_caller]
-#[allow(clippy::panic)] // Test tooling: the panic is the test failure.
-pub fn run_attack(target: Target, name: &str, attack: fn(&mut Dut) -> Result<(), String>) {
-    let mut dut = match Dut::start(target) {
-        Ok(d) => d,
-        Err(e) => panic!("{}: {name}: cannot start the daemon: {e}", target.name),
-    };
-    dut.mark();
-    crate::attacks::take_findings();
-    let result = attack(&mut dut);
-    let mut findings = crate::attacks::take_findings();
-    if let Err(e) = result {
-        findings.push(e);
-    }
-    if !findings.is_empty() {
-        let e = findings.join("; ");
-        let (bytes, _, text) = dut.log_since_mark();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail: Vec<String> = if lines.len() > 16 {
-            let head = lines.iter().take(8);
-            let end = lines.iter().skip(lines.len().saturating_sub(8));
-            head.chain([&"..."]).chain(end).map(|l| cut(l)).collect()
-        } else {
-            lines.iter().map(|l| cut(l)).collect()
-        };
-        panic!(
-            "{} daemon, attack `{name}`: {e}\n--- daemon log during the attack ({bytes} bytes) ---\n{}\n---",
-            target.name,
-            tail.join("\n")
-        );
-    }
-}
-
-/// Declares one `#[test]` per listed attack of [`crate::attacks`] against `$target`
-/// (an expression of type [`Target`]).
-#[macro_export]
-macro_rules! hostile_frontend_tests {
-    ($target:expr; $($attack:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $attack() {
-                $crate::dut::run_attack(
-                    $target,
-                    stringify!($attack),
-                    $crate::attacks::$attack,
-                );
-            }
-        )+
-    };
 }

@@ -30,16 +30,20 @@ pub mod bench;
 pub mod binary;
 pub mod confinement;
 pub mod daemon;
+pub mod devices;
 pub mod dut;
+pub mod fuzz_corpus;
 pub mod guest_script;
 pub mod hostile;
 pub mod inproc;
 mod layout;
 pub mod load;
+pub mod negotiation;
 mod poll;
 mod queue;
 pub mod raw;
 pub mod socket;
+pub mod suites;
 
 use std::fs::File;
 use std::io;
@@ -50,14 +54,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::{
-    VhostUserConfigFlags, VhostUserHeaderFlag, VhostUserProtocolFeatures, VhostUserVirtioFeatures,
+    VhostUserConfigFlags, VhostUserHeaderFlag, VhostUserProtocolFeatures,
 };
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
-use virtio_bindings::virtio_config::{
-    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED,
-};
-use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use vm_memory::mmap::FromRangesError;
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -76,17 +76,7 @@ const CONNECT_RETRY: Duration = Duration::from_millis(20);
 /// before the connection is shut down and the request fails with [`Error::NoReply`].
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `VIRTIO_RING_F_EVENT_IDX` as a feature mask.
-pub const FEATURE_EVENT_IDX: u64 = 1 << VIRTIO_RING_F_EVENT_IDX;
-/// `VHOST_USER_F_PROTOCOL_FEATURES` (bit 30) as a feature mask.
-pub const FEATURE_PROTOCOL_FEATURES: u64 = VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
-/// Offered features this frontend never acks because it does not implement
-/// them: packed rings, an IOMMU, notification data and dirty logging
-/// (`VHOST_F_LOG_ALL`, bit 26).
-pub const UNSUPPORTED_FEATURES: u64 = (1 << VIRTIO_F_RING_PACKED)
-    | (1 << VIRTIO_F_ACCESS_PLATFORM)
-    | (1 << VIRTIO_F_NOTIFICATION_DATA)
-    | (1 << 26);
+pub use negotiation::{FEATURE_EVENT_IDX, FEATURE_PROTOCOL_FEATURES, UNSUPPORTED_FEATURES};
 
 /// Errors of the test frontend.
 #[derive(Debug, thiserror::Error)]
@@ -420,20 +410,19 @@ impl TestFrontend {
         let (mut frontend, watchdog, offered_features) =
             open_session(path, u64::try_from(opts.num_queues)?)?;
         let dog = &watchdog;
-        let mut acked_features = offered_features & opts.features_mask & !UNSUPPORTED_FEATURES;
-        if !opts.negotiate_event_idx {
-            acked_features &= !FEATURE_EVENT_IDX;
-        }
+        let acked_features = negotiation::acked_features(
+            offered_features,
+            opts.features_mask,
+            opts.negotiate_event_idx,
+            true,
+        );
 
         let mut protocol_features = 0;
         let mut queue_num = None;
         if acked_features & FEATURE_PROTOCOL_FEATURES != 0 {
-            let wanted = VhostUserProtocolFeatures::MQ
-                | VhostUserProtocolFeatures::REPLY_ACK
-                | VhostUserProtocolFeatures::CONFIG;
             let acked = request(dog, &mut frontend, "GET_PROTOCOL_FEATURES", |f| {
                 f.get_protocol_features()
-            })? & wanted;
+            })? & negotiation::WANTED_PROTOCOL_FEATURES;
             request(dog, &mut frontend, "SET_PROTOCOL_FEATURES", |f| {
                 f.set_protocol_features(acked)
             })?;
@@ -497,7 +486,7 @@ impl TestFrontend {
             request(dog, &mut frontend, "SET_VRING_KICK", |f| {
                 f.set_vring_kick(index, &kick)
             })?;
-            if opts.enable_rings && protocol_features != 0 {
+            if opts.enable_rings && negotiation::rings_start_disabled(acked_features) {
                 request(dog, &mut frontend, "SET_VRING_ENABLE", |f| {
                     f.set_vring_enable(index, true)
                 })?;

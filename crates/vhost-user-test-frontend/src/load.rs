@@ -89,19 +89,14 @@ pub fn options(kind: Kind) -> FrontendOptions {
     }
 }
 
-/// virtio-i2c request header for [`I2C_ADDR`] (`addr << 1`; flags bit 1 = read).
+/// virtio-i2c request header for [`I2C_ADDR`] (the core crate's encoder).
 fn i2c_header(read: bool) -> Vec<u8> {
-    let mut h = vec![I2C_ADDR << 1, 0, 0, 0];
-    h.extend_from_slice(&u32::from(read).wrapping_shl(1).to_le_bytes());
-    h
+    virtio_i2c_core::request::encode_header(I2C_ADDR, read, false).to_vec()
 }
 
-/// virtio-gpio request `{ le16 type; le16 gpio; le32 value }`.
+/// virtio-gpio request `{ le16 type; le16 gpio; le32 value }` (the core crate's encoder).
 fn gpio_request(msg_type: u16, line: u16, value: u32) -> Vec<u8> {
-    let mut r = msg_type.to_le_bytes().to_vec();
-    r.extend_from_slice(&line.to_le_bytes());
-    r.extend_from_slice(&value.to_le_bytes());
-    r
+    virtio_gpio_core::msg::encode_request(msg_type, line, value).to_vec()
 }
 
 /// The level request `index` drives (even) or expects (odd) on GPIO line 0.
@@ -503,14 +498,5 @@ pub fn assert_serves_busy_guests(
     report
 }
 
-/// `e` and each of its sources, joined with ": ".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
-}
+/// `e` and each of its sources, joined with ": " (the harness's [`crate::daemon::chain`]).
+pub use crate::daemon::chain as error_chain;

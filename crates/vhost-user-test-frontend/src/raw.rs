@@ -16,7 +16,8 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRe
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::layout::MemoryLayout;
-use crate::{Error, FEATURE_EVENT_IDX, FEATURE_PROTOCOL_FEATURES, RingLayout, TestQueue};
+use crate::negotiation::{self, FEATURE_EVENT_IDX, FEATURE_PROTOCOL_FEATURES};
+use crate::{Error, RingLayout, TestQueue};
 
 /// Frontend request codes (`VhostUserRequest` in QEMU's docs/interop/vhost-user.rst).
 pub mod code {
@@ -798,19 +799,18 @@ impl RawFrontend {
                     flags: reply.flags,
                     len: reply.payload.len(),
                 })?;
-                self.acked = self.offered & !crate::UNSUPPORTED_FEATURES;
-                if !self.opts.event_idx {
-                    self.acked &= !FEATURE_EVENT_IDX;
-                }
-                if !self.opts.protocol_features {
-                    self.acked &= !FEATURE_PROTOCOL_FEATURES;
-                }
+                self.acked = negotiation::acked_features(
+                    self.offered,
+                    u64::MAX,
+                    self.opts.event_idx,
+                    self.opts.protocol_features,
+                );
             }
             2..=4 if self.acked & FEATURE_PROTOCOL_FEATURES == 0 => {}
             2 => {
                 let reply = self.conn.call(code::GET_PROTOCOL_FEATURES, &[], t)?;
                 let offered = reply.u64().unwrap_or(0);
-                self.protocol = offered & (PROTOCOL_MQ | PROTOCOL_REPLY_ACK | PROTOCOL_CONFIG);
+                self.protocol = offered & negotiation::WANTED_PROTOCOL_FEATURES.bits();
             }
             3 => self.conn.send(
                 code::SET_PROTOCOL_FEATURES,
@@ -852,7 +852,7 @@ impl RawFrontend {
                         &u64::from(qi).to_le_bytes(),
                         &[kick],
                     )?,
-                    _ if self.acked & FEATURE_PROTOCOL_FEATURES == 0 => {}
+                    _ if !negotiation::rings_start_disabled(self.acked) => {}
                     _ => self.send_acked(code::SET_VRING_ENABLE, &vring_state(qi, 1), &[])?,
                 }
             }

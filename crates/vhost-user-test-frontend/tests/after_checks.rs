@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use vhost_user_test_frontend::Desc;
-use vhost_user_test_frontend::dut::{Dut, Target, chain};
+use vhost_user_test_frontend::dut::{Dut, Subject, Target, chain};
 use vhost_user_test_frontend::raw::{RawFrontend, code};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_broken-backend");
@@ -30,10 +30,17 @@ fn request() -> Vec<Desc> {
 
 fn target(args: &'static [&'static str]) -> Target {
     Target {
-        name: "stand-in",
-        binary: BINARY,
-        args,
-        num_queues: 1,
+        subject: Subject {
+            name: "stand-in",
+            // Never set: the stand-in is always this crate's build.
+            bin_var: "VHOST_DEVICE_STAND_IN_BIN",
+            workspace_build: BINARY,
+            device_args: args,
+            device_args_for: |_| Vec::new(),
+            num_queues: 1,
+            queue_size: 64,
+            probe: |_| {},
+        },
         queue_size: 64,
         probe,
         request,
@@ -99,24 +106,19 @@ fn a_flood_in_a_middle_round_is_caught_in_that_round() {
     let mut dut = Dut::start(target(&["--misbehave", "flood", "--only-connection", "4"]))
         .expect("the stand-in starts and answers");
     dut.mark();
-    vhost_user_test_frontend::attacks::take_findings();
     let err = vhost_user_test_frontend::attacks::vring_index_out_of_range(&mut dut)
         .expect_err("the flood in round 2 went unnoticed");
     assert!(
         err.starts_with("after SET_VRING_NUM u32::MAX: log grew by"),
         "{err}"
     );
-    assert!(vhost_user_test_frontend::attacks::take_findings().is_empty());
+    assert!(dut.take_findings().is_empty());
 }
 
 #[test]
 fn the_same_attack_passes_against_the_behaving_stand_in() {
     let mut dut = Dut::start(target(&["--misbehave", "none"])).unwrap();
     dut.mark();
-    vhost_user_test_frontend::attacks::take_findings();
     vhost_user_test_frontend::attacks::vring_index_out_of_range(&mut dut).unwrap();
-    assert_eq!(
-        vhost_user_test_frontend::attacks::take_findings(),
-        Vec::<String>::new()
-    );
+    assert_eq!(dut.take_findings(), Vec::<String>::new());
 }

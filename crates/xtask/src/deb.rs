@@ -136,6 +136,16 @@ pub enum DebError {
     /// The man pages could not be written.
     #[error("cannot write the man pages")]
     Man(#[source] crate::Error),
+    /// A release binary carries the sandbox test trigger (built with the
+    /// `sandbox-test-trigger` feature, which only the daemons' dev-dependencies enable).
+    #[error(
+        "{} holds the sandbox test trigger ({TEST_TRIGGER}): a test build, not for a package",
+        path.display()
+    )]
+    TestTrigger {
+        /// The binary.
+        path: PathBuf,
+    },
     /// cargo-deb did not report a package file it wrote.
     #[error("`{command}` reported no .deb file (stdout: {stdout:?})")]
     NoPackage {
@@ -322,6 +332,34 @@ fn ensure_cargo_deb() -> Result<(), DebError> {
     ]))
 }
 
+/// The environment variable the sandbox test trigger reads (vhost-device-common's
+/// `sandbox.rs`, `trigger::ENV`): a binary built with the trigger holds this string.
+pub const TEST_TRIGGER: &str = "VHOST_DEVICE_SANDBOX_TEST_TRIGGER";
+
+/// Whether `binary` (its bytes) holds [`TEST_TRIGGER`].
+pub fn holds_test_trigger(binary: &[u8]) -> bool {
+    binary
+        .windows(TEST_TRIGGER.len())
+        .any(|w| w == TEST_TRIGGER.as_bytes())
+}
+
+/// Refuses a release binary of `package` for `arch` that holds the sandbox test trigger
+/// (a `cargo test --release` builds the daemons with it into the same directory).
+fn check_no_test_trigger(package: &str, arch: Arch) -> Result<(), DebError> {
+    let path = crate::target_dir()
+        .join(arch.triple())
+        .join("release")
+        .join(package);
+    let bytes = fs::read(&path).map_err(|source| DebError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    if holds_test_trigger(&bytes) {
+        return Err(DebError::TestTrigger { path });
+    }
+    Ok(())
+}
+
 /// Release-builds both daemons for `arch` and writes their gzipped man pages where the
 /// package metadata expects them (`<target dir>/<triple>/release/man`).
 fn build(arch: Arch) -> Result<(), DebError> {
@@ -401,6 +439,7 @@ pub fn build_packages(arches: &[Arch]) -> Result<Vec<PathBuf>, DebError> {
     for &arch in arches {
         build(arch)?;
         for name in PACKAGES {
+            check_no_test_trigger(name, arch)?;
             written.push(package_deb(name, arch, &out_dir)?);
         }
     }
@@ -422,6 +461,23 @@ mod tests {
     #[test]
     fn checked_in_changelogs_describe_this_version() {
         check_changelogs().unwrap();
+    }
+
+    #[test]
+    fn the_test_trigger_is_found_and_named_as_the_sandbox_names_it() {
+        assert!(holds_test_trigger(
+            b"\0\0VHOST_DEVICE_SANDBOX_TEST_TRIGGER\0"
+        ));
+        assert!(!holds_test_trigger(b"VHOST_DEVICE_SANDBOX_TEST_TRIGGE"));
+        assert!(!holds_test_trigger(b""));
+        // The name this check looks for is the one the trigger reads.
+        let sandbox = workspace_root().join("crates/vhost-device-common/src/sandbox.rs");
+        let text = fs::read_to_string(&sandbox).unwrap();
+        assert!(
+            text.contains(&format!("pub const ENV: &str = \"{TEST_TRIGGER}\";")),
+            "{}: the trigger's variable is no longer {TEST_TRIGGER}",
+            sandbox.display()
+        );
     }
 
     #[test]

@@ -21,6 +21,20 @@ const STAND_INS: &[(&str, &str)] = &[
         "cargo",
         r#"echo "cargo $*" >>"$LOG"; echo "stand-in stdout noise from cargo $1"
 case $1 in
+build)
+    # The release binaries, with $STAND_IN_BINARY as their content.
+    triple=; pkgs=
+    while [ $# -gt 0 ]; do
+        case $1 in
+        -p) pkgs="$pkgs $2"; shift ;;
+        --target) triple=$2; shift ;;
+        esac
+        shift
+    done
+    mkdir -p "$CARGO_TARGET_DIR/$triple/release" || exit 3
+    for pkg in $pkgs; do
+        printf '%s' "$STAND_IN_BINARY" >"$CARGO_TARGET_DIR/$triple/release/$pkg" || exit 3
+    done ;;
 deb)
     [ "$2" = --version ] && exit 1 # not installed: xtask runs cargo install
     pkg=; triple=; out=
@@ -66,6 +80,25 @@ fn deb_version() -> String {
 
 /// Runs `xtask deb` with the stand-ins first on PATH; returns (stdout, stderr, log, target).
 fn run_with_stand_ins(name: &str, apt_installed: bool) -> (String, String, String, PathBuf) {
+    let (out, log, target) = run_xtask_deb(name, apt_installed, "a release binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "xtask deb failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    (stdout, stderr, log, target)
+}
+
+/// Runs `xtask deb` with the stand-ins first on PATH, the stand-in build writing `binary`
+/// as each daemon's release binary; returns its output, the stand-ins' log and the target
+/// directory.
+fn run_xtask_deb(
+    name: &str,
+    apt_installed: bool,
+    binary: &str,
+) -> (std::process::Output, String, PathBuf) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = fs::remove_dir_all(&dir);
     let bin = dir.join("bin");
@@ -90,17 +123,11 @@ fn run_with_stand_ins(name: &str, apt_installed: bool) -> (String, String, Strin
         .env("STAND_IN_DIR", &dir)
         .env("DEB_VERSION", deb_version())
         .env("APT_INSTALLED", if apt_installed { "yes" } else { "no" })
+        .env("STAND_IN_BINARY", binary)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "xtask deb failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
     let log = fs::read_to_string(&log).unwrap_or_default();
-    (stdout, stderr, log, target)
+    (out, log, target)
 }
 
 /// stdout is exactly the four packages, in build order, and the stand-ins' stdout went to
@@ -168,4 +195,24 @@ fn deb_prints_only_package_paths_while_installing_debian_packages() {
         "{log}"
     );
     assert_eq!(ran(&log, "cargo deb --no-build"), 4, "{log}");
+}
+
+/// A release binary built with the sandbox test trigger (as `cargo test --release` would
+/// leave it) is refused before anything is packaged.
+#[test]
+fn deb_refuses_a_release_binary_with_the_sandbox_test_trigger() {
+    let (out, log, target) = run_xtask_deb(
+        "deb-trigger",
+        true,
+        "code ... VHOST_DEVICE_SANDBOX_TEST_TRIGGER ... code",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds the sandbox test trigger"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no package path: {:?}", out.stdout);
+    assert_eq!(ran(&log, "cargo deb --no-build"), 0, "{log}");
+    assert!(!target.join("debian").exists());
 }

@@ -24,11 +24,12 @@
 #![allow(clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Instant;
 
+use vhost_user_test_frontend::binary::{BinaryError, DaemonBinary};
+use vhost_user_test_frontend::daemon::{Daemon, LaunchError};
 use vhost_user_test_frontend::load::{self, Guest, Kind, Usage};
-use vmm_sys_util::tempdir::TempDir;
 
 /// Chains posted before one kick.
 const BATCH: usize = 64;
@@ -50,12 +51,12 @@ enum SoakError {
         "usage: soak --daemon PATH --kind i2c|gpio [--sockets N] [--requests N] [--reconnects N] [--rss-tolerance-kib N] [--fd-tolerance N] ({0})"
     )]
     Usage(String),
-    #[error("cannot start {path}")]
-    Spawn {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot choose the daemon binary")]
+    Binary(#[from] BinaryError),
+    #[error("cannot start the daemon")]
+    Launch(#[from] LaunchError),
+    #[error("pid {0} out of range")]
+    Pid(libc::pid_t),
     #[error("cannot read /proc/{pid}")]
     Proc {
         pid: u32,
@@ -68,8 +69,6 @@ enum SoakError {
     Load(#[from] load::LoadError),
     #[error("a load thread panicked")]
     Panicked,
-    #[error("cannot create the socket directory")]
-    TempDir(#[source] vmm_sys_util::errno::Error),
 }
 
 fn parse_args() -> Result<Options, SoakError> {
@@ -120,69 +119,48 @@ fn parse_args() -> Result<Options, SoakError> {
     Ok(o)
 }
 
-/// The daemon under test; killed when dropped.
-struct Daemon {
-    child: Child,
-    sockets: Vec<PathBuf>,
-    _dir: TempDir,
+/// The daemon under test, started through the shared launcher (so `VHOST_DEVICE_RUNNER`
+/// and `VHOST_DEVICE_EXTRA_ARGS` apply as in every test); killed when dropped.
+struct Soaked {
+    daemon: Daemon,
+    pid: u32,
 }
 
-impl Daemon {
+impl Soaked {
     fn start(o: &Options) -> Result<Self, SoakError> {
-        let dir = TempDir::new_with_prefix("/tmp/soak-").map_err(SoakError::TempDir)?;
-        let base = dir.as_path().join("dev.sock");
         let device = match o.kind {
             Kind::I2c => vec!["--simulate".to_owned(), "24c02@0x50".to_owned()],
             Kind::Gpio => vec!["-l".to_owned(), vec!["s8"; o.sockets].join(":")],
         };
-        let child = Command::new(&o.daemon)
-            .arg("-s")
-            .arg(&base)
-            .arg("-c")
-            .arg(o.sockets.to_string())
-            .args(device)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|source| SoakError::Spawn {
-                path: o.daemon.clone(),
-                source,
-            })?;
-        let sockets = (0..o.sockets)
-            .map(|i| {
-                let mut socket = base.clone().into_os_string();
-                socket.push(i.to_string());
-                PathBuf::from(socket)
-            })
-            .collect();
-        Ok(Daemon {
-            child,
-            sockets,
-            _dir: dir,
-        })
+        let device: Vec<&str> = device.iter().map(String::as_str).collect();
+        let daemon = DaemonBinary::given(o.daemon.clone(), "--daemon")?
+            .launch()
+            .args(&["-c", &o.sockets.to_string()])
+            .args(&device)
+            .sockets(o.sockets)
+            .rust_log(Some("warn"))
+            .try_start()?;
+        let pid = u32::try_from(daemon.pid()).map_err(|_| SoakError::Pid(daemon.pid()))?;
+        Ok(Soaked { daemon, pid })
+    }
+
+    fn sockets(&self) -> &[PathBuf] {
+        self.daemon.sockets()
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     fn index_of(&self, socket: &Path) -> usize {
-        self.sockets.iter().position(|s| s == socket).unwrap_or(0)
+        self.sockets().iter().position(|s| s == socket).unwrap_or(0)
     }
 
     fn alive(&mut self) -> Result<(), SoakError> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Err(SoakError::Exited(status)),
-            _ => Ok(()),
+        match self.daemon.exited() {
+            Some(status) => Err(SoakError::Exited(status)),
+            None => Ok(()),
         }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -190,9 +168,9 @@ impl Drop for Daemon {
 /// handshake done, one request answered. (The serve loop runs one connection per socket at
 /// a time, so the previous connections are torn down by then; an idle daemon is
 /// mid-teardown for a while.)
-fn probe(d: &Daemon, kind: Kind) -> Result<Usage, SoakError> {
-    let mut guests = Vec::with_capacity(d.sockets.len());
-    for s in &d.sockets {
+fn probe(d: &Soaked, kind: Kind) -> Result<Usage, SoakError> {
+    let mut guests = Vec::with_capacity(d.sockets().len());
+    for s in d.sockets() {
         let mut g = Guest::connect(s, kind)?;
         g.requests(0, 2, 2)?;
         guests.push(g);
@@ -207,11 +185,15 @@ fn probe(d: &Daemon, kind: Kind) -> Result<Usage, SoakError> {
 
 /// Runs `work(guest_index, socket)` on every socket at once, one thread each.
 fn on_every_socket(
-    d: &Daemon,
+    d: &Soaked,
     work: impl Fn(&Path) -> Result<(), SoakError> + Sync,
 ) -> Result<(), SoakError> {
     std::thread::scope(|scope| {
-        let threads: Vec<_> = d.sockets.iter().map(|s| scope.spawn(|| work(s))).collect();
+        let threads: Vec<_> = d
+            .sockets()
+            .iter()
+            .map(|s| scope.spawn(|| work(s)))
+            .collect();
         threads
             .into_iter()
             .map(|t| t.join().unwrap_or(Err(SoakError::Panicked)))
@@ -229,10 +211,10 @@ fn share(total: u64, n: usize, socket_index: usize) -> u64 {
 }
 
 /// Sends `count` requests on one connection per socket, `count` shared out between them.
-fn requests(d: &Daemon, kind: Kind, count: u64) -> Result<(), SoakError> {
+fn requests(d: &Soaked, kind: Kind, count: u64) -> Result<(), SoakError> {
     on_every_socket(d, |s| {
         let mut g = Guest::connect(s, kind)?;
-        g.requests(0, share(count, d.sockets.len(), d.index_of(s)), BATCH)?;
+        g.requests(0, share(count, d.sockets().len(), d.index_of(s)), BATCH)?;
         g.disconnect();
         Ok(())
     })
@@ -240,15 +222,15 @@ fn requests(d: &Daemon, kind: Kind, count: u64) -> Result<(), SoakError> {
 
 /// `count` connections shared out between the sockets, each doing the handshake and two
 /// requests.
-fn reconnects(d: &mut Daemon, kind: Kind, count: u64) -> Result<(), SoakError> {
-    let per_round = u64::try_from(d.sockets.len()).unwrap_or(1).max(1);
+fn reconnects(d: &mut Soaked, kind: Kind, count: u64) -> Result<(), SoakError> {
+    let per_round = u64::try_from(d.sockets().len()).unwrap_or(1).max(1);
     let mut done = 0;
     while done < count {
         let this_round = count
             .saturating_sub(done)
             .min(per_round.saturating_mul(100));
         on_every_socket(d, |s| {
-            for _ in 0..share(this_round, d.sockets.len(), d.index_of(s)) {
+            for _ in 0..share(this_round, d.sockets().len(), d.index_of(s)) {
                 let mut g = Guest::connect(s, kind)?;
                 g.requests(0, 2, 2)?;
                 g.disconnect();
@@ -262,7 +244,7 @@ fn reconnects(d: &mut Daemon, kind: Kind, count: u64) -> Result<(), SoakError> {
 }
 
 fn soak(o: &Options) -> Result<bool, SoakError> {
-    let mut d = Daemon::start(o)?;
+    let mut d = Soaked::start(o)?;
     let pid = d.pid();
     let started = Instant::now();
     // Warm-up: whatever is allocated once (thread stacks, allocator arenas, lazy statics).
@@ -305,9 +287,11 @@ fn soak(o: &Options) -> Result<bool, SoakError> {
         o.reconnects,
         reconnect_time.as_secs_f64(),
     );
-    let rss_growth = after.rss_kib.saturating_sub(before.rss_kib);
-    let fd_growth = after.fds.saturating_sub(before.fds);
-    let flat = rss_growth <= o.rss_tolerance_kib && fd_growth <= o.fd_tolerance;
+    let Growth {
+        rss_kib: rss_growth,
+        fds: fd_growth,
+        flat,
+    } = growth(before, after, o.rss_tolerance_kib, o.fd_tolerance);
     println!(
         "growth: {rss_growth} KiB (tolerance {}), {fd_growth} fds (tolerance {}): {}",
         o.rss_tolerance_kib,
@@ -321,6 +305,35 @@ fn soak(o: &Options) -> Result<bool, SoakError> {
         }
     }
     Ok(flat)
+}
+
+/// What grew between two measurements, and whether within the tolerances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Growth {
+    rss_kib: u64,
+    fds: u64,
+    flat: bool,
+}
+
+/// The verdict: flat if resident memory grew by at most `rss_tolerance_kib` and the open
+/// descriptors by at most `fd_tolerance` (shrinking is flat).
+fn growth(before: Usage, after: Usage, rss_tolerance_kib: u64, fd_tolerance: u64) -> Growth {
+    let rss_kib = after.rss_kib.saturating_sub(before.rss_kib);
+    let fds = after.fds.saturating_sub(before.fds);
+    Growth {
+        rss_kib,
+        fds,
+        flat: rss_kib <= rss_tolerance_kib && fds <= fd_tolerance,
+    }
+}
+
+/// The exit status: 0 flat, 1 growing, 2 any other failure.
+fn status(result: &Result<bool, SoakError>) -> u8 {
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(_) => 2,
+    }
 }
 
 /// `/proc/PID/fd` as (fd, link target), sorted.
@@ -341,19 +354,45 @@ fn fd_targets(pid: u32) -> Vec<(u32, String)> {
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|o| soak(&o));
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
-            eprintln!("soak: {msg}");
-            ExitCode::from(2)
+    if let Err(e) = &result {
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
         }
+        eprintln!("soak: {msg}");
+    }
+    ExitCode::from(status(&result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(rss_kib: u64, fds: u64) -> Usage {
+        Usage {
+            rss_kib,
+            fds,
+            threads: 4,
+        }
+    }
+
+    #[test]
+    fn growth_beyond_a_tolerance_fails_the_soak_with_status_1() {
+        let before = usage(1000, 20);
+        // Flat at the edge of both tolerances, and when shrinking.
+        let g = growth(before, usage(2024, 20), 1024, 0);
+        assert_eq!((g.rss_kib, g.fds, g.flat), (1024, 0, true));
+        assert!(growth(before, usage(900, 19), 0, 0).flat);
+        // One KiB or one descriptor over: growing.
+        assert!(!growth(before, usage(2025, 20), 1024, 0).flat);
+        let g = growth(before, usage(1000, 21), 1024, 0);
+        assert_eq!((g.fds, g.flat), (1, false));
+        assert!(growth(before, usage(1000, 21), 1024, 1).flat);
+        assert_eq!(status(&Ok(true)), 0);
+        assert_eq!(status(&Ok(false)), 1);
+        assert_eq!(status(&Err(SoakError::Panicked)), 2);
     }
 }
