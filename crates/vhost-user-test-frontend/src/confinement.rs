@@ -193,7 +193,7 @@ pub fn check_confined_while_serving(
     let frontend = connect(&daemon)?;
     let threads = thread_statuses(daemon.pid())?;
     let bounding_set_droppable = uid.is_none() && is_root();
-    if threads.len() < 3 {
+    if threads.len() < 4 {
         return fail(format!(
             "expected the main, signal, socket and vring threads, found {threads:?}"
         ));

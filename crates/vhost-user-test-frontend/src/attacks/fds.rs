@@ -312,8 +312,16 @@ pub fn more_than_32_fds(dut: &mut Dut) -> Outcome {
     // vhost (0.18) maps the truncated control message (MSG_CTRUNC) to a retry after the
     // header was consumed, so this connection is out of step and may neither answer nor
     // close until the attacker sends more: it only hurts the attacker's own connection
-    // (docs/ARCHITECTURE.md). What must hold is the daemon: alive, idle, and serving the
-    // next frontend once the attacker is gone.
+    // (docs/ARCHITECTURE.md). What it must never get is a success ack: the request with
+    // its 40 descriptors was not carried out. Then the daemon: alive, idle, and serving
+    // the next frontend once the attacker is gone.
+    let finding = match fe.conn.recv(Duration::from_secs(1)) {
+        Ok(reply) if reply.request == code::SET_VRING_CALL && reply.u64() == Some(0) => Some(
+            "a SET_VRING_CALL with 40 descriptors was acked as done: it must be refused".to_owned(),
+        ),
+        // An error ack, another message, a close or no answer: refused.
+        Ok(_) | Err(_) => None,
+    };
     drop(fe);
-    dut.check_after(None)
+    both(finding, dut.check_after(None))
 }
