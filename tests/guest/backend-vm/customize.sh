@@ -17,9 +17,16 @@ KVER="$(ls "$R/lib/modules")"
 # kernel taints itself but loads it (no MODULE_SIG_FORCE, no lockdown without Secure Boot).
 chroot "$R" sh -eu -c "
     mkdir -p /tmp/gpio-sim && cd /tmp/gpio-sim
-    tar -xJf /usr/src/linux-source-6.1.tar.xz --strip-components=3 \
-        linux-source-6.1/drivers/gpio/gpio-sim.c linux-source-6.1/kernel/irq/irq_sim.c
+    # gpio-sim.c includes drivers/gpio/gpiolib.h (gpiolib's internal structures).
+    tar -xJf /usr/src/linux-source-6.1.tar.xz --strip-components=3 --wildcards \
+        'linux-source-6.1/drivers/gpio/gpio-sim.c' 'linux-source-6.1/drivers/gpio/*.h' \
+        linux-source-6.1/kernel/irq/irq_sim.c
     mv gpio-sim.c gpio-sim-main.c
+    # 6.1's irq_sim.c calls handle_simple_irq(irq_to_desc(irq)); irq_to_desc is not
+    # exported to modules. generic_handle_irq(irq) is, and runs the same handler (the
+    # sim domain maps every irq to handle_simple_irq), as later kernels' irq_sim does.
+    sed -i 's/handle_simple_irq(irq_to_desc(\([a-z_]*\)))/generic_handle_irq(\1)/' irq_sim.c
+    if grep -n irq_to_desc irq_sim.c gpio-sim-main.c; then echo unexported irq_to_desc left >&2; exit 1; fi
     if grep -q '^CONFIG_IRQ_SIM=y' /boot/config-$KVER; then extra=''; else extra='irq_sim.o'; fi
     printf 'obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o %s\n' \"\$extra\" > Kbuild
     make -s -C /lib/modules/$KVER/build M=/tmp/gpio-sim modules
@@ -31,7 +38,7 @@ chroot "$R" sh -eu -c "
 # The build tools go again (the test installs its packages offline, nothing else needs them).
 chroot "$R" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q --autoremove \
     linux-source-6.1 "linux-headers-$KVER" gcc make xz-utils >/dev/null
-chroot "$R" modinfo -F filename gpio-sim
+chroot "$R" modinfo -k "$KVER" -F filename gpio-sim # -k: not the host's running kernel
 
 # ---- boot ------------------------------------------------------------------------------
 echo backend-vm > "$R/etc/hostname"
