@@ -73,7 +73,7 @@ echo "$VERSION" >"$PAYLOAD/version"
 echo "$UP_VERSION" >"$PAYLOAD/up-version"
 cp "$IMG/kernel-version" "$IMG/kernel-package" "$PAYLOAD/"
 rm -f "$L-payload.img" "$L-root.qcow2"
-mkfs.ext4 -q -F -L payload -d "$PAYLOAD" "$L-payload.img" 128M
+mkfs.ext4 -q -F -L payload -d "$PAYLOAD" "$L-payload.img" 128M >&2
 qemu-img create -q -f qcow2 -b "$IMG/rootfs.raw" -F raw "$L-root.qcow2"
 pass backend-vm.host.debs
 log "backend-vm: packages $VERSION and $UP_VERSION, payload ($(elapsed "$t") s)"
