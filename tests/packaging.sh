@@ -292,12 +292,9 @@ step_done verify
 # keeps the edited one and puts the new one beside it as .dpkg-dist, as the README says).
 CONF=/etc/default/vhost-device-i2c
 EDIT='VHOST_DEVICE_I2C_ARGS="--simulate 24c02@0x50"  # edited by tests/packaging.sh'
-upgrade_deb() { # NAME VERSION [LINE to append to the packaged conffile]
-    local dir="$WORK/$1"
-    dpkg-deb -R "$DEB_DIR/vhost-device-i2c_${VERSION}_amd64.deb" "$dir"
-    sed -i "s/^Version: .*/Version: $2/" "$dir/DEBIAN/control"
-    [[ -z ${3:-} ]] || echo "$3" >>"$dir$CONF"
-    dpkg-deb --root-owner-group -b "$dir" "$WORK/$1.deb" >/dev/null
+source tests/deb-repack.sh
+upgrade_deb() { # NAME VERSION [LINE to append to the packaged conffile, $CONF]
+    repack_deb "$DEB_DIR/vhost-device-i2c_${VERSION}_amd64.deb" "$WORK/$1.deb" "$2" "${3:-}"
 }
 upgrade_to() { # DEB VERSION [dpkg options]
     local deb=$1 version=$2

@@ -5,7 +5,9 @@
 #   2. the guest suites (tests/guest/run-all.sh): real Linux drivers against our daemons,
 #      and our daemons against real kernel devices, in QEMU guests. That step installs
 #      what it needs (QEMU >= 9, busybox, gpiod, linux-source-6.12) and builds/caches a
-#      guest kernel outside the repository;
+#      guest kernel outside the repository; and the backend-vm suite: the amd64 Debian
+#      packages (cargo xtask deb --arch amd64) under systemd in a Debian 12 VM, whose image
+#      (mmdebstrap, Debian 12's kernel) is built once and cached there too;
 #   3. the cores without an OS (tests/cortex-m.sh): the Cortex-M firmware under
 #      qemu-system-arm with its footprint, and the no_std crates' tests on a 32-bit target.
 #      Run after the guest suites, so its qemu-system-arm matches their QEMU.

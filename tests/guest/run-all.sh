@@ -8,7 +8,11 @@
 #   4. smoke (the guest kernel's i2c-stub, gpio-sim and tools), guest-drivers (the guest's
 #      Linux drivers against our daemons on the host), host-devices (our daemons inside the
 #      guest on i2c-stub, gpio-sim and an i2c-virtio adapter, driven by
-#      vhost-device-guest-tests).
+#      vhost-device-guest-tests);
+#   5. backend-vm (run-backend-vm.sh): the amd64 Debian packages installed in a Debian 12
+#      VM with systemd as init and Debian's own kernel (image built once with mmdebstrap
+#      and cached): socket activation, the units' confinement, restart after a crash, a
+#      refused configuration, upgrade and purge, under the real systemd.
 # Prints one PASS/FAIL line per check and, last, "N passed, M failed, K missing,
 # U unexpected (E expected)": the checks reported are counted against expected-checks.txt.
 # Exits non-zero if any check failed, an expected check is missing, an unexpected one
@@ -104,5 +108,8 @@ log "step initramfs: $(elapsed "$t") s"
 run_step smoke "$GUEST_DIR/run-qemu.sh" --initrd "$INITRD" --kernel-dir "$KDIR" --test smoke --log-dir "$LOGS" --timeout 60
 run_step guest-drivers "$GUEST_DIR/run-guest-drivers.sh" --initrd "$INITRD" --kernel-dir "$KDIR" --bin-dir "$BIN_DIR" --log-dir "$LOGS"
 run_step host-devices "$GUEST_DIR/run-host-devices.sh" --initrd "$INITRD" --kernel-dir "$KDIR" --bin-dir "$BIN_DIR" --log-dir "$LOGS"
+# The packages under systemd in a Debian 12 VM: its own cached image (backend-vm/image.sh,
+# mmdebstrap) and the amd64 packages (cargo xtask deb --arch amd64).
+run_step backend-vm "$GUEST_DIR/run-backend-vm.sh" --bin-dir "$BIN_DIR" --log-dir "$LOGS"
 
 finish
