@@ -49,25 +49,11 @@ pub struct CapabilitiesArgs {
     /// Print the vhost-user backend capabilities as JSON and exit.
     ///
     /// Prints {"type": "<device type>", "features": []} and exits 0, ignoring every other
-    /// option. (Answered before the command line is parsed, see `capabilities`; declared here
-    /// so that --help lists it.)
+    /// option.
+    // Answered before the command line is parsed (see `capabilities`); declared here so that
+    // --help lists it.
     #[arg(long = "print-capabilities")]
     pub print_capabilities: bool,
-}
-
-/// `--trace`, flattened into each daemon's `Args`.
-#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
-#[group(skip)]
-pub struct TraceArgs {
-    /// Log every request the guest makes, one line each, in the syntax of the usual tools.
-    ///
-    /// I2C groups as i2ctransfer arguments with their result (w1@0x50 0x00 r2@0x50 -> 0xde
-    /// 0xad), GPIO messages and interrupts with the line's name (SET_VALUE 3 (sim-3) 1 ->
-    /// OK). The lines go to the log (stderr) at info level under the target
-    /// vhost_device_trace, whatever RUST_LOG says. Off by default: it costs one branch per
-    /// request when off.
-    #[arg(long = "trace")]
-    pub trace: bool,
 }
 
 /// `--seccomp` and `--sandbox`, flattened into each daemon's `Args`.

@@ -6,7 +6,8 @@
 //!   [`daemon::main`].
 //! - [`args`]: the shared options: [`args::SocketArgs`] (`-s/--socket-path`,
 //!   `-c/--socket-count`, `--fd`; drop-in compatible with rust-vmm's vhost-device daemons),
-//!   [`args::CapabilitiesArgs`], [`args::TraceArgs`] and [`args::SandboxArgs`].
+//!   [`args::CapabilitiesArgs`] and [`args::SandboxArgs`] (each daemon declares its own
+//!   `--trace`, whose help describes its device's trace).
 //! - [`capabilities`]: `--print-capabilities`, answered before any other option is parsed.
 //! - [`listener`]: binding every listening socket before serving.
 //! - [`backend`]: the one `VhostUserBackend`, around a daemon's [`backend::VirtioDevice`]: it
