@@ -96,6 +96,7 @@ for p in vhost-device-i2c vhost-device-gpio; do
     log "arm64-guest: $p from $deb"
     dpkg-deb -x "$deb" "$PKG"
     readelf -h "$PKG/usr/bin/$p" | grep -q 'Machine:.*AArch64' || die "$deb: /usr/bin/$p is not AArch64"
+    ! grep -q "sandbox test trigger" "$PKG/usr/bin/$p" || die "$deb: /usr/bin/$p contains the sandbox test trigger"
 done
 step_done packages
 BIN_DIR=${CARGO_TARGET_DIR:-$PWD/target}/$TARGET/release
@@ -107,6 +108,7 @@ nice -n 10 cargo build --release --locked --target "$TARGET" -p vhost-device-i2c
     --features vhost-device-common/sandbox-test-trigger >>"$LOG_DIR/build.log" 2>&1 \
     || { tail -30 "$LOG_DIR/build.log" >&2; die "arm64 trigger build of vhost-device-i2c failed"; }
 cp "$BIN_DIR/vhost-device-i2c" "$WORK/vhost-device-i2c-trigger"
+grep -q "sandbox test trigger" "$WORK/vhost-device-i2c-trigger" || die "the trigger build has no sandbox test trigger"
 # The host side of the guest's virtio-mmio devices: the x86 daemons.
 nice -n 10 cargo build --release --locked -p vhost-device-i2c -p vhost-device-gpio >>"$LOG_DIR/build.log" 2>&1 \
     || { tail -30 "$LOG_DIR/build.log" >&2; die "host build of the daemons failed"; }
