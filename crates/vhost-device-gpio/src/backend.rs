@@ -21,8 +21,11 @@ use crate::chains::{EventSink, HeldBuffer, RequestSink, complete_event, trace_ev
 
 /// requestq and eventq.
 pub const NUM_QUEUES: usize = 2;
-/// Largest queue accepted (QEMU 7.2 uses 256 entries, QEMU >= 9 uses 64).
-pub const QUEUE_SIZE: usize = 256;
+/// Largest queue accepted: 1024, virtio's maximum. Over PCI QEMU sets the size (256 in
+/// QEMU 7.2, 64 in QEMU >= 9), but over virtio-mmio (arm64 `virt` guests:
+/// `vhost-user-gpio-device`) it offers the guest 1024 whatever the device's size, and
+/// Linux takes all of it (tests/arm64-guest.sh: with 256 the connection was refused).
+pub const QUEUE_SIZE: usize = 1024;
 const REQUEST_QUEUE: usize = 0;
 const EVENT_QUEUE: usize = 1;
 /// The device's one event source: the host's edge descriptor (its device event number is

@@ -530,7 +530,12 @@ fn host_request(what: &str) -> Result<(), String> {
 /// Whether a thread of `pid` is inside the ioctl `request` (from /proc/PID/task/*/syscall:
 /// the syscall number, then its arguments in hex).
 fn in_ioctl(pid: u32, request: u32) -> Result<bool, String> {
+    // The number /proc shows is the architecture's own: 16 on x86-64, 29 on aarch64
+    // (and the other architectures of the generic table).
+    #[cfg(target_arch = "x86_64")]
     const SYS_IOCTL: &str = "16";
+    #[cfg(not(target_arch = "x86_64"))]
+    const SYS_IOCTL: &str = "29";
     let dir = format!("/proc/{pid}/task");
     let want = format!("{request:#x}");
     let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
