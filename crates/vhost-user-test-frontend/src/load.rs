@@ -414,7 +414,7 @@ pub const RSS_SLACK_KIB: u64 = 2048;
 
 /// Usage with a connection up and answered on every socket: a state that is the same every
 /// time (between connections a daemon is mid-teardown for a while).
-fn usage_all_connected(
+pub fn usage_all_connected(
     pid: u32,
     sockets: &[PathBuf],
     kind: Kind,

@@ -57,16 +57,12 @@ enum SoakError {
     Launch(#[from] LaunchError),
     #[error("pid {0} out of range")]
     Pid(libc::pid_t),
-    #[error("cannot read /proc/{pid}")]
-    Proc {
-        pid: u32,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("the daemon exited: {0}")]
     Exited(std::process::ExitStatus),
     #[error("load")]
     Load(#[from] load::LoadError),
+    #[error("measuring the daemon with every socket connected")]
+    Probe(#[from] load::BusyGuestsError),
     #[error("a load thread panicked")]
     Panicked,
 }
@@ -169,18 +165,7 @@ impl Soaked {
 /// a time, so the previous connections are torn down by then; an idle daemon is
 /// mid-teardown for a while.)
 fn probe(d: &Soaked, kind: Kind) -> Result<Usage, SoakError> {
-    let mut guests = Vec::with_capacity(d.sockets().len());
-    for s in d.sockets() {
-        let mut g = Guest::connect(s, kind)?;
-        g.requests(0, 2, 2)?;
-        guests.push(g);
-    }
-    let pid = d.pid();
-    let u = load::usage(pid).map_err(|source| SoakError::Proc { pid, source })?;
-    for g in guests {
-        g.disconnect();
-    }
-    Ok(u)
+    Ok(load::usage_all_connected(d.pid(), d.sockets(), kind)?)
 }
 
 /// Runs `work(guest_index, socket)` on every socket at once, one thread each.
