@@ -2,12 +2,17 @@
 //! device-writable parts as fixed-size segment lists, with gather/scatter copies.
 //!
 //! virtio-queue's `Reader`/`Writer` allocate a `VecDeque` per chain; the request path of
-//! these daemons must not allocate, so chains are described here in fixed arrays.
+//! these daemons must not allocate, so chains are described here in fixed arrays. The
+//! request path builds them with [`crate::split::SplitRing::walk`]; [`layout`] builds the
+//! same from virtio-queue's generic `DescriptorChain` (the reference the differential test
+//! compares the walk with).
 
 use std::ops::Deref;
 
 use virtio_queue::DescriptorChain;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryError};
+use vm_memory::{Address, GuestAddress, GuestMemory};
+
+use crate::ram::{Ram, RamError};
 
 /// Most descriptors accepted in each direction of one chain. Linux uses one per buffer.
 pub const MAX_SEGMENTS: usize = 16;
@@ -39,7 +44,7 @@ pub enum ChainError {
     },
     /// Guest memory could not be accessed (e.g. an address outside guest RAM).
     #[error("guest memory access failed")]
-    Memory(#[from] GuestMemoryError),
+    Memory(#[from] RamError),
 }
 
 /// One descriptor's buffer.
@@ -91,7 +96,7 @@ impl Segments {
         segs.unwrap_or_default()
     }
 
-    fn push(&mut self, seg: Segment) -> Result<(), ChainError> {
+    pub(crate) fn push(&mut self, seg: Segment) -> Result<(), ChainError> {
         let slot = self
             .segs
             .get_mut(self.count)
@@ -149,49 +154,20 @@ impl Segments {
     }
 
     /// Copies `buf.len()` bytes starting at `offset` of these buffers into `buf`.
-    pub fn read_at<M: GuestMemory + ?Sized>(
-        &self,
-        mem: &M,
-        offset: usize,
-        buf: &mut [u8],
-    ) -> Result<(), ChainError> {
+    pub fn read_at(&self, ram: &Ram, offset: usize, buf: &mut [u8]) -> Result<(), ChainError> {
         let len = buf.len();
         self.pieces(offset, len, |addr, range| {
             let dst = buf.get_mut(range).ok_or(ChainError::TooLong)?;
-            // Fast path: a piece inside one region is one copy (vm-memory's generic
-            // slice iteration costs several times the copy for the small pieces of a
-            // request); anything else takes the general path.
-            if let Some(slice) = mem
-                .physical_memory()
-                .and_then(|pm| pm.get_slice(addr, dst.len()).ok())
-                && slice.copy_to(dst) == dst.len()
-            {
-                return Ok(());
-            }
-            mem.read_slice(dst, addr)?;
+            ram.read(addr.0, dst)?;
             Ok(())
         })
     }
 
     /// Copies `data` into these buffers starting at `offset`.
-    pub fn write_at<M: GuestMemory + ?Sized>(
-        &self,
-        mem: &M,
-        offset: usize,
-        data: &[u8],
-    ) -> Result<(), ChainError> {
+    pub fn write_at(&self, ram: &Ram, offset: usize, data: &[u8]) -> Result<(), ChainError> {
         self.pieces(offset, data.len(), |addr, range| {
             let src = data.get(range).ok_or(ChainError::TooLong)?;
-            // Fast path as in `read_at`; `copy_from` marks the dirty bitmap like write_slice.
-            if let Some(slice) = mem
-                .physical_memory()
-                .and_then(|pm| pm.get_slice(addr, src.len()).ok())
-                && slice.len() == src.len()
-            {
-                slice.copy_from(src);
-                return Ok(());
-            }
-            mem.write_slice(src, addr)?;
+            ram.write(addr.0, src)?;
             Ok(())
         })
     }
@@ -208,7 +184,9 @@ pub struct ChainLayout {
     pub writable: Segments,
 }
 
-/// Describes `chain`. Errors keep the head index so the chain can still be returned.
+/// Describes `chain`, walked by virtio-queue's generic iterator. Errors keep the head index
+/// so the chain can still be returned. The request path uses
+/// [`crate::split::SplitRing::walk`], which gives the same result.
 pub fn layout<M>(chain: DescriptorChain<M>) -> Result<ChainLayout, (u16, ChainError)>
 where
     M: Deref + Clone,
@@ -244,7 +222,7 @@ mod tests {
     use virtio_queue::desc::{RawDescriptor, split::Descriptor as SplitDescriptor};
     use virtio_queue::mock::MockSplitQueue;
     use virtio_queue::{Queue, QueueOwnedT};
-    use vm_memory::GuestMemoryMmap;
+    use vm_memory::{Bytes, GuestMemoryMmap};
 
     /// VRING_DESC_F_WRITE.
     const WRITE: u16 = 2;
@@ -276,15 +254,16 @@ mod tests {
         let l = chain_layout(&m, &[(0x1000, 3, 0), (0x2000, 2, 0), (0x3000, 4, WRITE)]).unwrap();
         assert_eq!(l.readable.len(), 5);
         assert_eq!(l.writable.len(), 4);
+        let ram = Ram::new(std::sync::Arc::new(m.clone()));
         let mut buf = [0u8; 4];
-        l.readable.read_at(&m, 1, &mut buf).unwrap();
+        l.readable.read_at(&ram, 1, &mut buf).unwrap();
         assert_eq!(buf, [2, 3, 4, 5]);
-        l.writable.write_at(&m, 3, &[9]).unwrap();
+        l.writable.write_at(&ram, 3, &[9]).unwrap();
         let mut b = [0u8; 1];
         m.read_slice(&mut b, GuestAddress(0x3003)).unwrap();
         assert_eq!(b, [9]);
         assert!(matches!(
-            l.writable.write_at(&m, 3, &[9, 9]),
+            l.writable.write_at(&ram, 3, &[9, 9]),
             Err(ChainError::OutOfRange { .. })
         ));
     }
@@ -310,9 +289,10 @@ mod tests {
     fn address_outside_memory_is_an_error_not_a_panic() {
         let m = mem();
         let l = chain_layout(&m, &[(0x7fff_0000, 8, 0)]).unwrap();
+        let ram = Ram::new(std::sync::Arc::new(m));
         let mut buf = [0u8; 8];
         assert!(matches!(
-            l.readable.read_at(&m, 0, &mut buf),
+            l.readable.read_at(&ram, 0, &mut buf),
             Err(ChainError::Memory(_))
         ));
     }

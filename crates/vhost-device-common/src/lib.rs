@@ -21,7 +21,8 @@
 //!   descriptors; [`eventfd`]: the checks of the frontend's kick/call/error descriptors;
 //!   [`warning_budget`]: the per-ring budget of warnings; [`memory`]: memory-table checks
 //!   against SIGBUS.
-//! - [`chain`]: zero-allocation descriptor-chain layout.
+//! - [`chain`]: zero-allocation descriptor-chain layout; [`split`]: the split ring as the
+//!   request path walks it; [`ram`]: guest RAM accesses with one region lookup each.
 //! - [`report`]: printing an error with its sources on one line ([`report::ErrorChain`]; not
 //!   to be confused with [`chain`], descriptor chains).
 //! - [`logging`]: `env_logger` set-up honouring `RUST_LOG`.
@@ -47,10 +48,12 @@ pub mod listener;
 pub mod logging;
 pub mod memory;
 pub mod queue;
+pub mod ram;
 pub mod report;
 pub mod sandbox;
 pub mod serve;
 pub mod signals;
+pub mod split;
 pub mod vring;
 pub mod warning_budget;
 

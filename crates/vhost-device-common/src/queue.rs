@@ -14,42 +14,62 @@
 //!   vring lock is never held for ever by a driver that keeps posting.
 //!
 //! What it costs per kick: one vring lock; the available index read (Acquire) and checked
-//! once per [`TAKE`] chains (once per kick for QEMU's queues unless the guest posts more); one
-//! read of each ring entry and one head comparison per chain; with EVENT_IDX, two writes of
-//! the notification area and one more read of the index (after a fence) per batch.
+//! once per run of available chains; one read of each ring entry, one head comparison and one
+//! copy of each descriptor per chain ([`crate::split`]); one used element per chain and one
+//! store of the used index per batch; with EVENT_IDX, one write of `avail_event`, one more
+//! read of the index (after a fence) and one read of `used_event` per batch.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex, PoisonError, RwLockWriteGuard};
+use std::sync::{Mutex, PoisonError, RwLockWriteGuard};
 
 use log::error;
 use vhost_user_backend::VringState;
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
 
 use crate::GuestMemory;
+use crate::chain::{ChainError, ChainLayout};
+use crate::ram::Ram;
+use crate::split::SplitRing;
 use crate::vring::{Vring, signal};
 
-/// The memory handle every chain handed to a [`ChainSink`] carries.
-pub type ChainMemory<'a> = &'a GuestMemoryMmap;
+/// The guest memory every chain handed to a [`ChainSink`] is read and written through.
+pub type ChainMemory<'a> = &'a Ram;
+
+/// A chain as handed to a [`ChainSink`]: its layout, or why it has none (with its head, to
+/// return it).
+pub type Chain = Result<ChainLayout, (u16, ChainError)>;
+
+/// The head index of `chain`, for the used ring.
+pub fn head(chain: &Chain) -> u16 {
+    match chain {
+        Ok(layout) => layout.head,
+        Err((head, _)) => *head,
+    }
+}
 
 /// Chains one drain call handles per queue entry before it yields to other work.
 const ROUNDS_PER_CALL: usize = 4;
 
 /// Completion side of a running queue, handed to [`ChainSink`] while a batch is drained.
+///
+/// It holds the ring's lock and the ring's positions; the used index is published once, when
+/// the batch is finished (or the value dropped), and the positions are written back into the
+/// library's queue state then.
 pub struct UsedRing<'a> {
     state: RwLockWriteGuard<'a, VringState<GuestMemory>>,
-    memory: Arc<GuestMemoryMmap>,
+    ram: Ram,
+    ring: SplitRing,
     vring: &'a Vring,
-    added: usize,
+    /// The used index when the batch began (for EVENT_IDX's notification check).
+    since: u16,
 }
 
 impl std::fmt::Debug for UsedRing<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UsedRing")
-            .field("added", &self.added)
+            .field("ring", &self.ring)
             .finish_non_exhaustive()
     }
 }
@@ -59,21 +79,19 @@ impl<'a> UsedRing<'a> {
     /// memory table). Call [`UsedRing::finish`] to signal the guest if needed.
     pub fn lock(vring: &'a Vring) -> Option<Self> {
         let (state, memory) = vring.lock_running()?;
+        let ring = SplitRing::of(state.get_queue());
         Some(UsedRing {
             state,
-            memory,
+            ram: Ram::new(memory),
+            since: ring.next_used(),
+            ring,
             vring,
-            added: 0,
         })
     }
 
     /// The guest memory the queue runs in.
-    pub fn memory(&self) -> &GuestMemoryMmap {
-        &self.memory
-    }
-
-    fn queue(&mut self) -> &mut Queue {
-        self.state.get_queue_mut()
+    pub fn memory(&self) -> &Ram {
+        &self.ram
     }
 
     /// Puts the chain `head` into the used ring with `len` bytes written.
@@ -81,22 +99,15 @@ impl<'a> UsedRing<'a> {
     /// Returns false if it could not: a head the driver never could have posted (reported on
     /// the ring's warning budget).
     pub fn add(&mut self, head: u16, len: u32) -> bool {
-        let size = self.state.get_queue().size();
+        let size = self.ring.size();
         if head >= size {
             self.vring.reports().warn(format_args!(
                 "descriptor {head} is beyond the {size}-entry queue; not returned"
             ));
             return false;
         }
-        match self
-            .state
-            .get_queue_mut()
-            .add_used(&*self.memory, head, len)
-        {
-            Ok(()) => {
-                self.added = self.added.saturating_add(1);
-                true
-            }
+        match self.ring.add_used(&self.ram, head, len) {
+            Ok(()) => true,
             Err(e) => {
                 // The used ring was checked to lie in guest memory: this cannot happen.
                 self.vring
@@ -107,12 +118,24 @@ impl<'a> UsedRing<'a> {
         }
     }
 
-    /// Signals the guest once if anything was completed and the guest wants to know.
+    /// Publishes the used elements and writes the positions back into the queue state.
+    fn settle(&mut self) {
+        if let Err(e) = self.ring.publish_used(&self.ram) {
+            self.vring
+                .reports()
+                .warn(format_args!("cannot publish the used index: {e}"));
+        }
+        self.ring.store_positions(self.state.get_queue_mut());
+    }
+
+    /// Publishes what was completed and signals the guest once if anything was and the guest
+    /// wants to know.
     pub fn finish(mut self) {
-        if self.added == 0 {
+        self.settle();
+        if self.ring.next_used() == self.since {
             return;
         }
-        let wanted = match self.state.get_queue_mut().needs_notification(&*self.memory) {
+        let wanted = match self.ring.needs_notification(&self.ram, self.since) {
             Ok(w) => w,
             Err(e) => {
                 self.vring
@@ -129,47 +152,23 @@ impl<'a> UsedRing<'a> {
     }
 }
 
+impl Drop for UsedRing<'_> {
+    fn drop(&mut self) {
+        // After `finish` this finds nothing left to publish; without it, the elements
+        // written are still published and the positions kept.
+        self.settle();
+    }
+}
+
 /// A device's handling of the chains of one queue.
 pub trait ChainSink {
-    /// Handles one available chain; it completes it with `used.add` now or keeps its head to
-    /// complete it later.
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>);
+    /// Handles one available chain (its head is below the queue size); it completes it with
+    /// `used.add` now or keeps its head to complete it later.
+    fn chain(&mut self, chain: Chain, mem: ChainMemory<'_>, used: &mut UsedRing<'_>);
 
     /// Called when the available ring has no more chains (before notifications are
     /// re-enabled), e.g. to execute a request group cut by the end of the ring.
     fn batch_end(&mut self, _mem: ChainMemory<'_>, _used: &mut UsedRing<'_>) {}
-}
-
-/// Chains taken from the available ring at a time (a stack array of them): the available
-/// index is read and checked once per take.
-const TAKE: usize = 32;
-
-/// Chains taken from the available ring, to hand to the sink one by one.
-type Taken<'m> = [Option<DescriptorChain<ChainMemory<'m>>>; TAKE];
-
-/// Takes up to `limit` (at most [`TAKE`]) available chains into `out`; returns how many.
-///
-/// virtio-queue's `iter()` reads the available index (Acquire) once and refuses one more
-/// than a queue's worth ahead of the device (`InvalidAvailRingIndex`); each `next()` then
-/// reads one ring entry (Acquire). The iterator borrows the whole queue, which the sink needs
-/// for completing chains, hence the chains are taken first and handed over after. A `None`
-/// from `next()` is the end of what was available: it also stands for an unreadable entry,
-/// which cannot happen here because the ring's layout was checked to lie in this memory
-/// ([`Vring::lock_running`]).
-fn take<'m>(
-    queue: &mut Queue,
-    mem: &'m GuestMemoryMmap,
-    limit: usize,
-    out: &mut Taken<'m>,
-) -> Result<usize, virtio_queue::Error> {
-    let mut chains = queue.iter(mem)?;
-    let mut taken = 0usize;
-    for slot in out.iter_mut().take(limit) {
-        let Some(chain) = chains.next() else { break };
-        *slot = Some(chain);
-        taken = taken.saturating_add(1);
-    }
-    Ok(taken)
 }
 
 /// Drains every available chain of `vring` into `sink`, with EVENT_IDX notification
@@ -182,57 +181,67 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
     let Some(mut used) = UsedRing::lock(vring) else {
         return;
     };
-    let memory = Arc::clone(&used.memory);
-    let mem: &GuestMemoryMmap = &memory;
-    let event_idx = used.state.get_queue().event_idx_enabled();
-    let size = used.state.get_queue().size();
+    let ram = used.ram.clone();
+    let size = used.ring.size();
+    if used.ring.avail_addr() == 0 {
+        // virtio-queue's rule, kept: an available ring at 0 was never set up.
+        vring.stop(format_args!("available ring unusable: not set up"));
+        return;
+    }
     let mut budget = usize::from(size).saturating_mul(ROUNDS_PER_CALL);
-    let mut taken: Taken<'_> = std::array::from_fn(|_| None);
     loop {
-        if event_idx && let Err(e) = used.queue().disable_notification(mem) {
-            vring.stop(format_args!("cannot update the notification area: {e}"));
-            break;
-        }
+        // With EVENT_IDX the driver notifies only when the device asks (avail_event), so
+        // notifications need no disabling while the batch runs.
         loop {
-            let next = used.queue().next_avail();
-            let count = match take(used.queue(), mem, budget.min(TAKE), &mut taken) {
+            let next = used.ring.next_avail();
+            let pending = match used.ring.pending(&ram) {
                 Ok(0) => break,
-                Ok(n) => n,
+                Ok(n) => usize::from(n).min(budget),
                 Err(e) => {
                     vring.stop(format_args!(
                         "available ring unusable at {next} in a {size}-entry queue: {e}"
                     ));
-                    sink.batch_end(mem, &mut used);
+                    sink.batch_end(&ram, &mut used);
                     used.finish();
                     return;
                 }
             };
-            for chain in taken.iter_mut().take(count).filter_map(Option::take) {
-                let head = chain.head_index();
+            for _ in 0..pending {
+                let head = match used.ring.pop(&ram) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        // The ring was checked to lie in guest memory: this cannot happen.
+                        vring.stop(format_args!("cannot read the available ring: {e}"));
+                        sink.batch_end(&ram, &mut used);
+                        used.finish();
+                        return;
+                    }
+                };
                 if head >= size {
                     vring.reports().warn(format_args!(
                         "chain head {head} is beyond the {size}-entry queue; skipped"
                     ));
-                } else {
-                    sink.chain(chain, &mut used);
+                    continue;
                 }
+                let chain = used.ring.walk(&ram, head);
+                sink.chain(chain, &ram, &mut used);
             }
-            budget = budget.saturating_sub(count);
+            budget = budget.saturating_sub(pending);
             if budget == 0 {
                 // Let the frontend's messages and other queues in; come back at once.
-                sink.batch_end(mem, &mut used);
+                sink.batch_end(&ram, &mut used);
                 used.finish();
                 vring.rekick();
                 return;
             }
         }
-        sink.batch_end(mem, &mut used);
-        if !event_idx {
-            break;
-        }
+        sink.batch_end(&ram, &mut used);
+        // Publish before asking for the next notification, so that the driver sees the
+        // used elements no later than it sees the device waiting.
+        used.settle();
         // Re-reads the available index after a full fence, so that a chain posted while
         // notifications were off is not missed.
-        match used.queue().enable_notification(mem) {
+        match used.ring.enable_notification(&ram) {
             Ok(true) => continue,
             Ok(false) => break,
             Err(e) => {

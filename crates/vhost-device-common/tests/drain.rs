@@ -11,11 +11,10 @@
 use std::fs::File;
 use std::os::fd::FromRawFd;
 
-use vhost_device_common::queue::{ChainMemory, ChainSink, UsedRing, drain};
+use vhost_device_common::queue::{self, Chain, ChainMemory, ChainSink, UsedRing, drain};
 use vhost_device_common::{GuestMemory, Vring};
 use vhost_user_backend::VringT;
 use vhost_user_test_frontend::inproc::{Buf, RingDriver, Rings, vring};
-use virtio_queue::DescriptorChain;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 
 const RINGS: Rings = Rings {
@@ -33,9 +32,9 @@ struct Echo {
 }
 
 impl ChainSink for Echo {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
         self.seen += 1;
-        used.add(chain.head_index(), 1);
+        used.add(queue::head(&chain), 1);
     }
 }
 

@@ -14,10 +14,10 @@ use std::fs::File;
 use std::os::fd::{FromRawFd, IntoRawFd};
 
 use vhost_device_common::Vring;
-use vhost_device_common::queue::{ChainMemory, ChainSink, UsedRing, drain};
+use vhost_device_common::queue::{self, Chain, ChainMemory, ChainSink, UsedRing, drain};
 use vhost_user_backend::VringT;
 use vhost_user_test_frontend::inproc::{Buf, RingDriver, Rings, vring};
-use virtio_queue::{DescriptorChain, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -44,9 +44,9 @@ struct Refill {
 }
 
 impl ChainSink for Refill {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
         self.seen += 1;
-        used.add(chain.head_index(), 1);
+        used.add(queue::head(&chain), 1);
         if self.seen < self.limit {
             let at = GuestAddress(RINGS.avail + 2);
             let idx: u16 = self.mmap.read_obj(at).unwrap();

@@ -30,11 +30,10 @@ use std::time::Duration;
 use vhost_device_common::Vring;
 use vhost_device_common::backend::VirtioDevice;
 use vhost_device_common::listener::{self, BoundSocket, SocketConfig};
-use vhost_device_common::queue::{ChainMemory, ChainSink, UsedRing, drain};
+use vhost_device_common::queue::{self, Chain, ChainMemory, ChainSink, UsedRing, drain};
 use vhost_device_common::serve::{ConnectionError, serve_connection};
 use vhost_user_test_frontend::raw::{self, RawFrontend, RawOptions, Region, code};
 use vhost_user_test_frontend::{Desc, FrontendOptions, TestFrontend};
-use virtio_queue::DescriptorChain;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::tempdir::TempDir;
@@ -56,8 +55,8 @@ struct Toy {
 struct Echo;
 
 impl ChainSink for Echo {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
-        used.add(chain.head_index(), 1);
+    fn chain(&mut self, chain: Chain, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+        used.add(queue::head(&chain), 1);
     }
 }
 

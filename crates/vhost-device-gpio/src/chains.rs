@@ -6,17 +6,15 @@
 //! length of 0 when not even a status byte can be written; nothing here fails the queue.
 
 use log::debug;
-use vhost_device_common::chain::{self, ChainError, ChainLayout, Segments};
-use vhost_device_common::queue::{ChainMemory, ChainSink, UsedRing};
+use vhost_device_common::chain::{ChainError, ChainLayout, Segments};
+use vhost_device_common::queue::{Chain, ChainMemory, ChainSink, UsedRing};
+use vhost_device_common::ram::Ram;
 use vhost_device_common::report::ErrorChain;
 use virtio_gpio_core::device::DeviceError;
 use virtio_gpio_core::msg::{
     self, EVENT_REQUEST_SIZE, EventRequestError, REQUEST_SIZE, RESPONSE_SIZE, RequestError,
 };
 use virtio_gpio_core::{EventStatus, GpioDevice, GpioHost, Response, Status};
-use virtio_queue::DescriptorChain;
-use vm_memory::GuestMemory;
-use vm_memory::GuestMemoryMmap;
 
 /// An eventq buffer the device holds until its line's interrupt fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +30,7 @@ pub struct HeldBuffer {
 impl HeldBuffer {
     /// Writes `status` into the buffer; returns the used length (1, or 0 if the guest's
     /// buffer is unusable).
-    pub fn complete<M: GuestMemory + ?Sized>(&self, mem: &M, status: EventStatus) -> u32 {
+    pub fn complete(&self, mem: &Ram, status: EventStatus) -> u32 {
         match self.status.write_at(mem, 0, &[status as u8]) {
             Ok(()) => 1,
             Err(e) => {
@@ -71,9 +69,9 @@ fn used_len(bytes: usize) -> u32 {
 
 /// Executes the request in `chain` and writes its response; returns the used length.
 /// Eventq buffers the request releases are passed to `on_event`.
-pub fn process_request<H: GpioHost, M: GuestMemory + ?Sized>(
+pub fn process_request<H: GpioHost>(
     device: &mut GpioDevice<H, HeldBuffer>,
-    mem: &M,
+    mem: &Ram,
     chain: &ChainLayout,
     on_event: &mut dyn FnMut(HeldBuffer, EventStatus),
     trace: bool,
@@ -98,9 +96,9 @@ pub fn process_request<H: GpioHost, M: GuestMemory + ?Sized>(
     }
 }
 
-fn execute<H: GpioHost, M: GuestMemory + ?Sized>(
+fn execute<H: GpioHost>(
     device: &mut GpioDevice<H, HeldBuffer>,
-    mem: &M,
+    mem: &Ram,
     chain: &ChainLayout,
     on_event: &mut dyn FnMut(HeldBuffer, EventStatus),
     trace: bool,
@@ -153,9 +151,9 @@ pub enum EventDisposition {
 }
 
 /// Queues the eventq buffer in `chain` on its line.
-pub fn process_event<H: GpioHost, M: GuestMemory + ?Sized>(
+pub fn process_event<H: GpioHost>(
     device: &mut GpioDevice<H, HeldBuffer>,
-    mem: &M,
+    mem: &Ram,
     chain: &ChainLayout,
     trace: bool,
 ) -> EventDisposition {
@@ -242,9 +240,8 @@ pub struct RequestSink<'a, 'u, H> {
 }
 
 impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let (head, len) = match chain::layout(chain.clone()) {
+    fn chain(&mut self, chain: Chain, mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+        let (head, len) = match chain {
             Ok(layout) => {
                 let eventq = &mut *self.eventq;
                 let trace = self.trace;
@@ -279,10 +276,8 @@ pub struct EventSink<'a, H> {
 }
 
 impl<H: GpioHost> ChainSink for EventSink<'_, H> {
-    fn chain(&mut self, chain: DescriptorChain<ChainMemory<'_>>, used: &mut UsedRing<'_>) {
-        let mem: &GuestMemoryMmap = chain.memory();
-        let layout: Result<ChainLayout, _> = chain::layout(chain.clone());
-        match layout {
+    fn chain(&mut self, chain: Chain, mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+        match chain {
             Ok(layout) => match process_event(self.device, mem, &layout, self.trace) {
                 EventDisposition::Held => {}
                 EventDisposition::Complete(len) => {

@@ -4,14 +4,14 @@
 //! No vhost types here but the drain loop's [`ChainSink`]/[`UsedRing`].
 
 use log::{debug, error};
-use vhost_device_common::chain::{ChainLayout, Segments, layout};
-use vhost_device_common::queue::{ChainSink, UsedRing};
+use vhost_device_common::chain::{ChainLayout, Segments};
+use vhost_device_common::queue::{Chain, ChainSink, UsedRing};
+use vhost_device_common::ram::Ram;
 use vhost_device_common::report::ErrorChain;
 use virtio_i2c_core::chain::{self, ChainShape, Decoded, PAYLOAD_OFFSET};
 use virtio_i2c_core::group::{GroupFailure, Pushed};
 use virtio_i2c_core::request::OUT_HDR_LEN;
 use virtio_i2c_core::{Group, VIRTIO_I2C_MSG_ERR, VIRTIO_I2C_MSG_OK};
-use vm_memory::GuestMemoryMmap;
 
 use crate::host::Router;
 
@@ -25,7 +25,7 @@ pub struct Pending {
 
 /// Decodes one chain into a group entry ([`virtio_i2c_core::chain::decode`] holds the
 /// rules). Reads the header once (no double fetch).
-fn decode(mem: &GuestMemoryMmap, l: &ChainLayout) -> Decoded {
+fn decode(mem: &Ram, l: &ChainLayout) -> Decoded {
     let shape = ChainShape {
         readable: l.readable.len(),
         writable: l.writable.len(),
@@ -36,7 +36,7 @@ fn decode(mem: &GuestMemoryMmap, l: &ChainLayout) -> Decoded {
     chain::decode(shape, header)
 }
 
-fn complete(mem: &GuestMemoryMmap, used: &mut UsedRing<'_>, p: Pending, ok: bool, data: &[u8]) {
+fn complete(mem: &Ram, used: &mut UsedRing<'_>, p: Pending, ok: bool, data: &[u8]) {
     let shape = ChainShape {
         readable: 0,
         writable: p.writable.len(),
@@ -71,7 +71,7 @@ pub struct RequestSink<'a> {
 }
 
 impl RequestSink<'_> {
-    fn finish(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_>) {
+    fn finish(&mut self, mem: &Ram, used: &mut UsedRing<'_>) {
         let router = self.router;
         let trace = self.trace;
         if trace && self.group.is_failed() {
@@ -98,13 +98,8 @@ impl RequestSink<'_> {
 }
 
 impl ChainSink for RequestSink<'_> {
-    fn chain(
-        &mut self,
-        chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
-        used: &mut UsedRing<'_>,
-    ) {
-        let mem = chain.memory();
-        let l = match layout(chain.clone()) {
+    fn chain(&mut self, chain: Chain, mem: &Ram, used: &mut UsedRing<'_>) {
+        let l = match chain {
             Ok(l) => l,
             Err((head, e)) => {
                 debug!("unusable chain {head}: {e}");
@@ -134,7 +129,7 @@ impl ChainSink for RequestSink<'_> {
         }
     }
 
-    fn batch_end(&mut self, mem: &GuestMemoryMmap, used: &mut UsedRing<'_>) {
+    fn batch_end(&mut self, mem: &Ram, used: &mut UsedRing<'_>) {
         // A group cut off by the end of the available ring still runs: waiting for the rest
         // would stall a guest that (wrongly) set FAIL_NEXT on its last request.
         if !self.group.is_empty() {

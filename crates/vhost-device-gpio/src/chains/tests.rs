@@ -44,10 +44,15 @@ fn request(
         .unwrap();
     m.write_slice(&[0xaa; 64], GuestAddress(RESP)).unwrap();
     let c = chain(m, &[(REQ, 8, 0), (RESP, resp, WRITE)]);
-    let len = process_request(d, m, &c, &mut |_, _| {}, false);
+    let len = process_request(d, &ram(m), &c, &mut |_, _| {}, false);
     let mut out = vec![0; len as usize];
     m.read_slice(&mut out, GuestAddress(RESP)).unwrap();
     (len, out)
+}
+
+/// The request path's view of `m` (the same mappings).
+fn ram(m: &GuestMemoryMmap) -> Ram {
+    Ram::new(std::sync::Arc::new(m.clone()))
 }
 
 fn dev(n: u16) -> Dev {
@@ -122,13 +127,22 @@ fn short_request_and_bad_memory() {
     let m = mem();
     let mut d = dev(2);
     let c = chain(&m, &[(REQ, 4, 0), (RESP, 2, WRITE)]);
-    assert_eq!(process_request(&mut d, &m, &c, &mut |_, _| {}, false), 2);
+    assert_eq!(
+        process_request(&mut d, &ram(&m), &c, &mut |_, _| {}, false),
+        2
+    );
     // Response outside guest memory: nothing can be written.
     let c = chain(&m, &[(REQ, 8, 0), (0x7fff_0000, 2, WRITE)]);
-    assert_eq!(process_request(&mut d, &m, &c, &mut |_, _| {}, false), 0);
+    assert_eq!(
+        process_request(&mut d, &ram(&m), &c, &mut |_, _| {}, false),
+        0
+    );
     // Request outside guest memory: ERR.
     let c = chain(&m, &[(0x7fff_0000, 8, 0), (RESP, 2, WRITE)]);
-    assert_eq!(process_request(&mut d, &m, &c, &mut |_, _| {}, false), 2);
+    assert_eq!(
+        process_request(&mut d, &ram(&m), &c, &mut |_, _| {}, false),
+        2
+    );
 }
 
 #[test]
@@ -149,7 +163,10 @@ fn split_request_is_gathered() {
             (RESP + 1, 1, WRITE),
         ],
     );
-    assert_eq!(process_request(&mut d, &m, &c, &mut |_, _| {}, false), 2);
+    assert_eq!(
+        process_request(&mut d, &ram(&m), &c, &mut |_, _| {}, false),
+        2
+    );
 }
 
 #[test]
@@ -161,19 +178,19 @@ fn eventq_buffers() {
     let c = chain(&m, &[(REQ, 2, 0), (RESP, 1, WRITE)]);
     m.write_slice(&[0xaa], GuestAddress(RESP)).unwrap();
     assert_eq!(
-        process_event(&mut d, &m, &c, false),
+        process_event(&mut d, &ram(&m), &c, false),
         EventDisposition::Complete(1)
     );
     assert_eq!(m.read_obj::<u8>(GuestAddress(RESP)).unwrap(), 0);
     // Malformed: INVALID, or used length 0 without a status byte.
     let c = chain(&m, &[(REQ, 3, 0), (RESP, 1, WRITE)]);
     assert_eq!(
-        process_event(&mut d, &m, &c, false),
+        process_event(&mut d, &ram(&m), &c, false),
         EventDisposition::Complete(1)
     );
     let c = chain(&m, &[(REQ, 2, 0)]);
     assert_eq!(
-        process_event(&mut d, &m, &c, false),
+        process_event(&mut d, &ram(&m), &c, false),
         EventDisposition::Complete(0)
     );
     // With a type, held; released INVALID by type NONE.
@@ -181,7 +198,10 @@ fn eventq_buffers() {
     request(&mut d, &m, msg_type::SET_IRQ_TYPE, 1, 1, 2);
     m.write_slice(&[1u8, 0], GuestAddress(REQ + 0x100)).unwrap();
     let c = chain(&m, &[(REQ + 0x100, 2, 0), (RESP + 0x100, 1, WRITE)]);
-    assert_eq!(process_event(&mut d, &m, &c, false), EventDisposition::Held);
+    assert_eq!(
+        process_event(&mut d, &ram(&m), &c, false),
+        EventDisposition::Held
+    );
     m.write_slice(
         &msg::encode_request(msg_type::SET_IRQ_TYPE, 1, 0),
         GuestAddress(REQ),
@@ -191,7 +211,7 @@ fn eventq_buffers() {
     let mut released = Vec::new();
     process_request(
         &mut d,
-        &m,
+        &ram(&m),
         &rc,
         &mut |b, s| released.push((b.head, s)),
         false,
