@@ -66,11 +66,28 @@ impl Default for Segment {
 }
 
 /// The buffers of one direction of a chain, in order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// Equality and `Debug` look at the segments in use only: a list is reused from chain to
+/// chain, and what lies beyond its count is stale.
+#[derive(Clone, Copy, Default)]
 pub struct Segments {
     segs: [Segment; MAX_SEGMENTS],
     count: usize,
     total: usize,
+}
+
+impl PartialEq for Segments {
+    fn eq(&self, other: &Self) -> bool {
+        self.total == other.total && self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Segments {}
+
+impl std::fmt::Debug for Segments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
 }
 
 impl Segments {
@@ -96,6 +113,12 @@ impl Segments {
         segs.unwrap_or_default()
     }
 
+    /// Empties the list (the array is left as it is: only `count` entries are ever read).
+    pub(crate) fn clear(&mut self) {
+        self.count = 0;
+        self.total = 0;
+    }
+
     pub(crate) fn push(&mut self, seg: Segment) -> Result<(), ChainError> {
         let slot = self
             .segs
@@ -119,6 +142,18 @@ impl Segments {
                 total: self.total,
             }),
         }
+    }
+
+    /// The guest address of `[offset, offset + len)` when it lies in the first segment (the
+    /// common case: one buffer per part), so that the copy needs no piece walk.
+    #[inline]
+    fn within_first(&self, offset: usize, len: usize) -> Option<u64> {
+        let first = self.segs.first().filter(|_| self.count > 0)?;
+        let end = offset.checked_add(len)?;
+        if u64::try_from(end).ok()? > u64::from(first.len) {
+            return None;
+        }
+        first.addr.0.checked_add(u64::try_from(offset).ok()?)
     }
 
     /// Calls `f(guest_address, range_in_buf)` for each piece of `[offset, offset+len)`.
@@ -155,6 +190,10 @@ impl Segments {
 
     /// Copies `buf.len()` bytes starting at `offset` of these buffers into `buf`.
     pub fn read_at(&self, ram: &Ram, offset: usize, buf: &mut [u8]) -> Result<(), ChainError> {
+        if let Some(addr) = self.within_first(offset, buf.len()) {
+            ram.read(addr, buf)?;
+            return Ok(());
+        }
         let len = buf.len();
         self.pieces(offset, len, |addr, range| {
             let dst = buf.get_mut(range).ok_or(ChainError::TooLong)?;
@@ -165,6 +204,10 @@ impl Segments {
 
     /// Copies `data` into these buffers starting at `offset`.
     pub fn write_at(&self, ram: &Ram, offset: usize, data: &[u8]) -> Result<(), ChainError> {
+        if let Some(addr) = self.within_first(offset, data.len()) {
+            ram.write(addr, data)?;
+            return Ok(());
+        }
         self.pieces(offset, data.len(), |addr, range| {
             let src = data.get(range).ok_or(ChainError::TooLong)?;
             ram.write(addr.0, src)?;
@@ -174,7 +217,7 @@ impl Segments {
 }
 
 /// A chain split into its device-readable and device-writable parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChainLayout {
     /// Head descriptor index, for the used ring.
     pub head: u16,

@@ -39,10 +39,10 @@ pub type ChainMemory<'a> = &'a Ram;
 
 /// A chain as handed to a [`ChainSink`]: its layout, or why it has none (with its head, to
 /// return it).
-pub type Chain = Result<ChainLayout, (u16, ChainError)>;
+pub type Chain<'c> = Result<&'c ChainLayout, (u16, ChainError)>;
 
 /// The head index of `chain`, for the used ring.
-pub fn head(chain: &Chain) -> u16 {
+pub fn head(chain: &Chain<'_>) -> u16 {
     match chain {
         Ok(layout) => layout.head,
         Err((head, _)) => *head,
@@ -164,7 +164,7 @@ impl Drop for UsedRing<'_> {
 pub trait ChainSink {
     /// Handles one available chain (its head is below the queue size); it completes it with
     /// `used.add` now or keeps its head to complete it later.
-    fn chain(&mut self, chain: Chain, mem: ChainMemory<'_>, used: &mut UsedRing<'_>);
+    fn chain(&mut self, chain: Chain<'_>, mem: ChainMemory<'_>, used: &mut UsedRing<'_>);
 
     /// Called when the available ring has no more chains (before notifications are
     /// re-enabled), e.g. to execute a request group cut by the end of the ring.
@@ -189,6 +189,7 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
         return;
     }
     let mut budget = usize::from(size).saturating_mul(ROUNDS_PER_CALL);
+    let mut layout = ChainLayout::default();
     loop {
         // With EVENT_IDX the driver notifies only when the device asks (avail_event), so
         // notifications need no disabling while the batch runs.
@@ -223,7 +224,10 @@ pub fn drain<S: ChainSink>(vring: &Vring, sink: &mut S) {
                     ));
                     continue;
                 }
-                let chain = used.ring.walk(&ram, head);
+                let chain = match used.ring.walk(&ram, head, &mut layout) {
+                    Ok(()) => Ok(&layout),
+                    Err(e) => Err((head, e)),
+                };
                 sink.chain(chain, &ram, &mut used);
             }
             budget = budget.saturating_sub(pending);

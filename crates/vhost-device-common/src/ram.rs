@@ -49,14 +49,16 @@ pub enum RamError {
     Memory(#[from] GuestMemoryError),
 }
 
-/// One region's guest range and host mapping.
+/// One region's guest range and host mapping (unused with `xen`: no direct access there).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "xen", allow(dead_code))]
 struct Span {
     start: u64,
     len: u64,
     host: *mut u8,
 }
 
+#[cfg_attr(feature = "xen", allow(dead_code))]
 impl Span {
     const EMPTY: Span = Span {
         start: 0,
@@ -85,6 +87,7 @@ impl Span {
 #[derive(Debug, Clone)]
 pub struct Ram {
     mem: Arc<GuestMemoryMmap>,
+    #[cfg_attr(feature = "xen", allow(dead_code))]
     last: Cell<Span>,
 }
 
@@ -143,7 +146,7 @@ impl Ram {
             // the table `self.mem` keeps alive (checked by `host`); `buf` is daemon memory,
             // so the two cannot overlap. The guest may write the source concurrently: see
             // the module documentation.
-            unsafe { std::ptr::copy_nonoverlapping(src.cast_const(), buf.as_mut_ptr(), buf.len()) };
+            unsafe { copy_bytes(src.cast_const(), buf.as_mut_ptr(), buf.len()) };
             return Ok(());
         }
         self.slow_read(addr, buf)
@@ -164,7 +167,7 @@ impl Ram {
             // SAFETY: `dst` is the host address of `data.len()` writable bytes inside one
             // mapping of the table `self.mem` keeps alive (checked by `host`; guest RAM is
             // mapped read-write); `data` is daemon memory, so the two cannot overlap.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+            unsafe { copy_bytes(data.as_ptr(), dst, data.len()) };
             return Ok(());
         }
         self.slow_write(addr, data)
@@ -175,6 +178,29 @@ impl Ram {
         self.mem
             .write_slice(data, GuestAddress(addr))
             .map_err(|e| outside_or(e, addr, data.len()))
+    }
+
+    /// Reads a `T` (a plain `repr(C)` struct of integers) at `addr`, with one unaligned load.
+    ///
+    /// # Safety
+    /// Every bit pattern of `size_of::<T>()` bytes must be a valid `T`.
+    #[inline]
+    pub(crate) unsafe fn read_plain<T: Copy>(&self, addr: u64) -> Result<T, RamError> {
+        let len = size_of::<T>();
+        if let Some(src) = self.host(addr, len) {
+            // SAFETY: `src` is the host address of `size_of::<T>()` bytes inside one live
+            // mapping (checked by `host`); any bit pattern is a valid `T` (the caller's
+            // contract); the read needs no alignment.
+            return Ok(unsafe { src.cast::<T>().cast_const().read_unaligned() });
+        }
+        let mut value = std::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: the `len` bytes of `value` are its own storage, and any bytes form a valid
+        // `T` (the caller's contract), so writing them through a byte slice is sound.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), len) };
+        bytes.fill(0);
+        self.slow_read(addr, bytes)?;
+        // SAFETY: every byte was initialized above, and any bytes form a valid `T`.
+        Ok(unsafe { value.assume_init() })
     }
 
     /// Loads the little-endian `u16` at `addr` atomically with `order`.
@@ -200,6 +226,56 @@ impl Ram {
         self.mem
             .store(value.to_le(), GuestAddress(addr), order)
             .map_err(|e| outside_or(e, addr, 2))
+    }
+}
+
+/// Longest copy done inline; longer ones call `memcpy`.
+const INLINE_COPY: usize = 32;
+
+/// Copies `len` bytes from `src` to `dst`: the few bytes of a request field inline, in
+/// 8/4/2/1-byte moves (a `memcpy` call costs several times that for them), anything longer
+/// with `copy_nonoverlapping`.
+///
+/// # Safety
+/// `src` must be valid for reads and `dst` for writes of `len` bytes, and the ranges must not
+/// overlap.
+#[inline]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    if len > INLINE_COPY {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let mut done = 0usize;
+    // Each move below is of `n` bytes at offset `done` with `done + n <= len` (checked by
+    // its condition), inside the caller's valid ranges.
+    while len.saturating_sub(done) >= 8 {
+        // SAFETY: 8 bytes within both ranges (see above); unaligned accesses.
+        unsafe {
+            let v = src.add(done).cast::<u64>().read_unaligned();
+            dst.add(done).cast::<u64>().write_unaligned(v);
+        }
+        done = done.wrapping_add(8);
+    }
+    if len.saturating_sub(done) >= 4 {
+        // SAFETY: 4 bytes within both ranges (see above); unaligned accesses.
+        unsafe {
+            let v = src.add(done).cast::<u32>().read_unaligned();
+            dst.add(done).cast::<u32>().write_unaligned(v);
+        }
+        done = done.wrapping_add(4);
+    }
+    if len.saturating_sub(done) >= 2 {
+        // SAFETY: 2 bytes within both ranges (see above); unaligned accesses.
+        unsafe {
+            let v = src.add(done).cast::<u16>().read_unaligned();
+            dst.add(done).cast::<u16>().write_unaligned(v);
+        }
+        done = done.wrapping_add(2);
+    }
+    if len > done {
+        // SAFETY: the last byte, within both ranges (see above).
+        unsafe { dst.add(done).write(src.add(done).read()) };
     }
 }
 

@@ -24,10 +24,21 @@ use std::sync::atomic::{Ordering, fence};
 
 use virtio_queue::{Queue, QueueT};
 
-use crate::chain::{ChainError, ChainLayout, Segment, Segments};
+use crate::chain::{ChainError, ChainLayout, Segment};
 use crate::ram::{Ram, RamError};
 
 const DESC_SIZE: u64 = 16;
+
+/// A descriptor as the driver lays it out (little-endian fields).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawDesc {
+    addr: u64,
+    len: u32,
+    flags: u16,
+    next: u16,
+}
+const _: () = assert!(size_of::<RawDesc>() as u64 == DESC_SIZE);
 const F_NEXT: u16 = 1;
 const F_WRITE: u16 = 2;
 const F_INDIRECT: u16 = 4;
@@ -63,6 +74,9 @@ pub struct SplitRing {
     avail: u64,
     used: u64,
     size: u16,
+    /// `size - 1`: virtio-queue accepts only power-of-two sizes, so a position's slot is
+    /// `position & mask` (`slot` falls back to a remainder should that ever change).
+    mask: u16,
     event_idx: bool,
     next_avail: Wrapping<u16>,
     next_used: Wrapping<u16>,
@@ -79,6 +93,7 @@ impl SplitRing {
             avail: queue.avail_ring(),
             used: queue.used_ring(),
             size: queue.size(),
+            mask: queue.size().wrapping_sub(1),
             event_idx: queue.event_idx_enabled(),
             next_avail: Wrapping(queue.next_avail()),
             next_used,
@@ -90,6 +105,17 @@ impl SplitRing {
     pub fn store_positions(&self, queue: &mut Queue) {
         queue.set_next_avail(self.next_avail.0);
         queue.set_next_used(self.next_used.0);
+    }
+
+    /// The ring slot of position `position`.
+    #[inline]
+    fn slot(&self, position: Wrapping<u16>) -> u64 {
+        let slot = if self.size.is_power_of_two() {
+            position.0 & self.mask
+        } else {
+            position.0.checked_rem(self.size).unwrap_or(0)
+        };
+        u64::from(slot)
     }
 
     /// Entries in the queue.
@@ -137,22 +163,26 @@ impl SplitRing {
     /// Takes the next available entry: the head index of a chain (possibly beyond the
     /// queue: the caller checks). Call only after [`SplitRing::pending`] said there is one.
     pub fn pop(&mut self, ram: &Ram) -> Result<u16, RamError> {
-        let slot = self.next_avail.0.checked_rem(self.size).unwrap_or(0);
         let at = self
             .avail
             .wrapping_add(4)
-            .wrapping_add(u64::from(slot).wrapping_mul(2));
-        let mut entry = [0u8; 2];
-        ram.read(at, &mut entry)?;
+            .wrapping_add(self.slot(self.next_avail).wrapping_mul(2));
+        // SAFETY: any two bytes are a valid `u16`.
+        let entry = unsafe { ram.read_plain::<u16>(at) }?;
         self.next_avail += Wrapping(1);
-        Ok(u16::from_le_bytes(entry))
+        Ok(u16::from_le(entry))
     }
 
-    /// Walks the chain at `head` into its readable and writable segments; see the module
-    /// documentation for where a chain ends. An error keeps the head for the used ring.
-    pub fn walk(&self, ram: &Ram, head: u16) -> Result<ChainLayout, (u16, ChainError)> {
-        let mut readable = Segments::default();
-        let mut writable = Segments::default();
+    /// Walks the chain at `head` into `out`'s readable and writable segments (`out` is
+    /// reused from chain to chain: no 500-byte layout is built and moved per chain); see the
+    /// module documentation for where a chain ends.
+    pub fn walk(&self, ram: &Ram, head: u16, out: &mut ChainLayout) -> Result<(), ChainError> {
+        out.head = head;
+        out.readable.clear();
+        out.writable.clear();
+        let ChainLayout {
+            readable, writable, ..
+        } = out;
         let mut table = self.desc_table;
         let mut table_len = self.size;
         let mut indirect = false;
@@ -160,32 +190,16 @@ impl SplitRing {
         let mut ttl = self.size;
         let mut total: u32 = 0;
         while ttl != 0 && next < table_len {
-            let mut raw = [0u8; DESC_SIZE as usize];
-            let at = table.checked_add(u64::from(next).wrapping_mul(DESC_SIZE));
-            if at.and_then(|a| ram.read(a, &mut raw).ok()).is_none() {
+            let Some(at) = table.checked_add(u64::from(next).wrapping_mul(DESC_SIZE)) else {
                 break;
-            }
-            let [
-                a0,
-                a1,
-                a2,
-                a3,
-                a4,
-                a5,
-                a6,
-                a7,
-                l0,
-                l1,
-                l2,
-                l3,
-                f0,
-                f1,
-                n0,
-                n1,
-            ] = raw;
-            let addr = u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
-            let len = u32::from_le_bytes([l0, l1, l2, l3]);
-            let flags = u16::from_le_bytes([f0, f1]);
+            };
+            // SAFETY: `RawDesc` is four integers with no padding: any bytes are a valid one.
+            let Ok(raw) = (unsafe { ram.read_plain::<RawDesc>(at) }) else {
+                break;
+            };
+            let addr = u64::from_le(raw.addr);
+            let len = u32::from_le(raw.len);
+            let flags = u16::from_le(raw.flags);
             if flags & F_INDIRECT != 0 {
                 let entries = len / 16;
                 if indirect || len % 16 != 0 || entries > u32::from(u16::MAX) {
@@ -203,7 +217,7 @@ impl SplitRing {
             };
             total = t;
             if flags & F_NEXT != 0 {
-                next = u16::from_le_bytes([n0, n1]);
+                next = u16::from_le(raw.next);
                 ttl = ttl.saturating_sub(1);
             } else {
                 ttl = 0;
@@ -212,30 +226,24 @@ impl SplitRing {
                 addr: vm_memory::GuestAddress(addr),
                 len,
             };
-            let pushed = if flags & F_WRITE != 0 {
-                writable.push(seg)
+            if flags & F_WRITE != 0 {
+                writable.push(seg)?;
             } else if !writable.as_slice().is_empty() {
-                Err(ChainError::Misordered)
+                return Err(ChainError::Misordered);
             } else {
-                readable.push(seg)
-            };
-            pushed.map_err(|e| (head, e))?;
+                readable.push(seg)?;
+            }
         }
-        Ok(ChainLayout {
-            head,
-            readable,
-            writable,
-        })
+        Ok(())
     }
 
     /// Writes the used element for `head` with `len` bytes written (the caller checked that
     /// `head` is below the queue size). Published by [`SplitRing::publish_used`].
     pub fn add_used(&mut self, ram: &Ram, head: u16, len: u32) -> Result<(), RamError> {
-        let slot = self.next_used.0.checked_rem(self.size).unwrap_or(0);
         let at = self
             .used
             .wrapping_add(4)
-            .wrapping_add(u64::from(slot).wrapping_mul(8));
+            .wrapping_add(self.slot(self.next_used).wrapping_mul(8));
         let mut elem = [0u8; 8];
         let (id, l) = elem.split_at_mut(4);
         id.copy_from_slice(&u32::from(head).to_le_bytes());

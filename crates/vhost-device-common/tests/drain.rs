@@ -32,7 +32,7 @@ struct Echo {
 }
 
 impl ChainSink for Echo {
-    fn chain(&mut self, chain: Chain, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain<'_>, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
         self.seen += 1;
         used.add(queue::head(&chain), 1);
     }

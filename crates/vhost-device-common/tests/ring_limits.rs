@@ -44,7 +44,7 @@ struct Refill {
 }
 
 impl ChainSink for Refill {
-    fn chain(&mut self, chain: Chain, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain<'_>, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
         self.seen += 1;
         used.add(queue::head(&chain), 1);
         if self.seen < self.limit {

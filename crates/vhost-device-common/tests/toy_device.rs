@@ -55,7 +55,7 @@ struct Toy {
 struct Echo;
 
 impl ChainSink for Echo {
-    fn chain(&mut self, chain: Chain, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain<'_>, _mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
         used.add(queue::head(&chain), 1);
     }
 }

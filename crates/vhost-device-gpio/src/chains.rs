@@ -240,7 +240,7 @@ pub struct RequestSink<'a, 'u, H> {
 }
 
 impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
-    fn chain(&mut self, chain: Chain, mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain<'_>, mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
         let (head, len) = match chain {
             Ok(layout) => {
                 let eventq = &mut *self.eventq;
@@ -250,7 +250,7 @@ impl<H: GpioHost> ChainSink for RequestSink<'_, '_, H> {
                 let len = process_request(
                     self.device,
                     mem,
-                    &layout,
+                    layout,
                     &mut |b, s| complete_event(eventq, b, s, trace.then_some(&mut traced)),
                     trace,
                 );
@@ -276,9 +276,9 @@ pub struct EventSink<'a, H> {
 }
 
 impl<H: GpioHost> ChainSink for EventSink<'_, H> {
-    fn chain(&mut self, chain: Chain, mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain<'_>, mem: ChainMemory<'_>, used: &mut UsedRing<'_>) {
         match chain {
-            Ok(layout) => match process_event(self.device, mem, &layout, self.trace) {
+            Ok(layout) => match process_event(self.device, mem, layout, self.trace) {
                 EventDisposition::Held => {}
                 EventDisposition::Complete(len) => {
                     used.add(layout.head, len);

@@ -98,7 +98,7 @@ impl RequestSink<'_> {
 }
 
 impl ChainSink for RequestSink<'_> {
-    fn chain(&mut self, chain: Chain, mem: &Ram, used: &mut UsedRing<'_>) {
+    fn chain(&mut self, chain: Chain<'_>, mem: &Ram, used: &mut UsedRing<'_>) {
         let l = match chain {
             Ok(l) => l,
             Err((head, e)) => {
@@ -110,7 +110,7 @@ impl ChainSink for RequestSink<'_> {
                 return;
             }
         };
-        let Decoded { entry, last } = decode(mem, &l);
+        let Decoded { entry, last } = decode(mem, l);
         let pending = Pending {
             head: l.head,
             writable: l.writable,
