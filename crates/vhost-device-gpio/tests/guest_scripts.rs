@@ -20,7 +20,7 @@
 use vhost_device_gpio::GpioDaemon;
 use vhost_device_gpio::backend::{GpioBackend, HOST_EDGES};
 use vhost_device_gpio::host::{Host, HostSource};
-use vhost_user_test_frontend::fuzz_corpus::Seed;
+use vhost_user_test_frontend::fuzz_corpus::{RANDOM_SCRIPTS, Seed};
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_gpio_core::msg::encode_request;
 use virtio_gpio_core::msg::msg_type::{
@@ -174,4 +174,9 @@ fn seeds() -> Vec<Seed> {
     ]
 }
 
-vhost_user_test_frontend::fuzz_corpus_tests!("gpio_queues", seeds, replay);
+vhost_user_test_frontend::fuzz_corpus_tests!(
+    "gpio_queues",
+    seeds,
+    replay,
+    max_self_modifying: RANDOM_SCRIPTS
+);

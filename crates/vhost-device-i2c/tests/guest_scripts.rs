@@ -20,7 +20,7 @@ use clap::Parser;
 use vhost_device_i2c::args::{Args, Config};
 use vhost_device_i2c::backend::{I2cBackend, VirtioI2c};
 use vhost_device_i2c::host::Router;
-use vhost_user_test_frontend::fuzz_corpus::Seed;
+use vhost_user_test_frontend::fuzz_corpus::{RANDOM_SCRIPTS, Seed};
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_i2c_core::request::encode_header;
 
@@ -160,4 +160,9 @@ fn seeds() -> Vec<Seed> {
     ]
 }
 
-vhost_user_test_frontend::fuzz_corpus_tests!("i2c_request", seeds, replay);
+vhost_user_test_frontend::fuzz_corpus_tests!(
+    "i2c_request",
+    seeds,
+    replay,
+    max_self_modifying: RANDOM_SCRIPTS
+);
