@@ -21,7 +21,7 @@ use vhost_device_i2c::args::{Args, Config};
 use vhost_device_i2c::backend::{I2cBackend, VirtioI2c};
 use vhost_device_i2c::host::Router;
 use vhost_user_test_frontend::fuzz_corpus::{RANDOM_SCRIPTS, Seed};
-use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
+use vhost_user_test_frontend::guest_script::{self, Outcome, RINGS, ScriptBuilder, ScriptDevice};
 use virtio_i2c_core::request::encode_header;
 
 /// The fuzz target's device: one requestq, nothing held.
@@ -166,3 +166,28 @@ vhost_user_test_frontend::fuzz_corpus_tests!(
     replay,
     max_self_modifying: RANDOM_SCRIPTS
 );
+
+/// A read from the EEPROM into the descriptor table (a raw descriptor in the ring region,
+/// the one way left to point a buffer there) leaves that event unchecked, without a false
+/// finding, and the next request is checked again.
+#[test]
+fn a_read_into_the_descriptor_table_leaves_only_its_event_unchecked() {
+    let mut descs = raw_desc(0x6000, 8, 1, 1);
+    descs.extend(raw_desc(RINGS + 8 * 16, 4, 2 | 1, 2));
+    descs.extend(raw_desc(0x6020, 1, 2, 0));
+    let script = ScriptBuilder::new(3, false)
+        .write(0x6000, &encode_header(0x50, true, false))
+        .ring_write(0, &descs)
+        .post(0, 0)
+        .event(0)
+        .write(0x6030, &encode_header(0x50, false, false))
+        .write(0x6040, &[0x10, 1, 2])
+        .desc(0, 3, 0x6030, 8, NEXT, 4)
+        .desc(0, 4, 0x6040, 3, NEXT, 5)
+        .desc(0, 5, 0x6050, 1, WRITE, 0)
+        .post(0, 3)
+        .event(0)
+        .build();
+    let o = replay(&script).unwrap();
+    assert_eq!((o.events, o.unchecked_events, o.used), (2, 1, 1));
+}
