@@ -178,5 +178,6 @@ vhost_user_test_frontend::fuzz_corpus_tests!(
     "gpio_queues",
     seeds,
     replay,
-    max_self_modifying: RANDOM_SCRIPTS
+    // Measured 13 of 10,000; 440 while the rings sat in RAM0 (then without ring writes).
+    max_self_modifying: RANDOM_SCRIPTS / 100
 );

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::guest_script::{Outcome, ScriptBuilder};
+use crate::guest_script::{Outcome, QUEUE_STRIDE, ScriptBuilder};
 use crate::hostile::Rng;
 
 /// A seed: its file name, the script, and how many chains the device must return.
@@ -96,8 +96,8 @@ const RANDOM_SEED: u64 = 0x5eed_f00d;
 /// A random script of 4 to 63 steps (the seeds' shape with random operands): descriptors
 /// with any flags of NEXT, WRITE and INDIRECT at addresses uniform over the script's `u16`
 /// range (half of the lengths below 0x100, half any `u16`), postings of heads mostly inside
-/// the table, short writes anywhere, kicks of any event, rarely an available index set;
-/// the last step is an event.
+/// the table, short writes anywhere in RAM and in the rings, kicks of any event, rarely an
+/// available index set; the last step is an event.
 pub fn random_script(rng: &mut Rng) -> Vec<u8> {
     let size_log = u8::try_from(rng.below(8)).unwrap_or(0);
     let size = 2u64 << size_log;
@@ -130,9 +130,15 @@ pub fn random_script(rng: &mut Rng) -> Vec<u8> {
                 };
                 script.post(q, head)
             }
-            65..=79 => {
+            65..=76 => {
                 let bytes: Vec<u8> = (0..=rng.below(16)).map(|_| byte(rng)).collect();
                 script.write(word(rng), &bytes)
+            }
+            77..=79 => {
+                // Ring fields and raw descriptors of both queues.
+                let bytes: Vec<u8> = (0..=rng.below(16)).map(|_| byte(rng)).collect();
+                let offset = u16::try_from(rng.below(2 * QUEUE_STRIDE)).unwrap_or(0);
+                script.ring_write(offset, &bytes)
             }
             80..=97 => script.event(byte(rng)),
             _ => script.avail_idx(q, word(rng)),
