@@ -61,13 +61,14 @@ pub const RAM1: (u64, u64) = (0x1_1000, 0x1000);
 /// at +0x1000, used ring at +0x2000). A descriptor of a script step ends below
 /// `0xffff + 0xffff`: it cannot reach here.
 pub const RINGS: u64 = 0x2_0000;
-/// Bytes of the ring region.
-pub const RINGS_SIZE: u64 = 0x1_0000;
 /// Offset of a queue's rings from the previous queue's.
 pub const QUEUE_STRIDE: u64 = 0x3000;
+/// Bytes of the ring region: two queues (every snapshot copies it, so no more).
+pub const RINGS_SIZE: u64 = 2 * QUEUE_STRIDE;
 /// Guest RAM, region by region: `(start, size)`.
 const REGIONS: [(u64, u64); 3] = [(0, RAM0_SIZE), RAM1, (RINGS, RINGS_SIZE)];
-const SNAPSHOT_LEN: usize = 0x2_1000;
+const SNAPSHOT_LEN: usize = 0x1_7000;
+const _: () = assert!(SNAPSHOT_LEN as u64 == RAM0_SIZE + RAM1.1 + RINGS_SIZE);
 
 /// What a target tells the harness about its device.
 #[derive(Debug, Clone, Copy)]
