@@ -2,7 +2,9 @@
 //! daemon crate builds must pass and match the committed `fuzz/corpus/<target>/` (written
 //! with `UPDATE_FUZZ_CORPUS=1`), and every committed corpus file and every input that once
 //! broke a check (`fuzz/regressions/<target>/`) must replay clean against a fresh backend
-//! (see [`crate::guest_script`]). A daemon crate expands both with [`fuzz_corpus_tests!`].
+//! (see [`crate::guest_script`]), none with an event left unchecked; and seeded random
+//! scripts must replay clean, few of them self-modifying. A daemon crate expands the three
+//! with [`fuzz_corpus_tests!`].
 
 // Test tooling: a failed check fails the calling test loudly.
 #![allow(clippy::panic, clippy::expect_used)]
