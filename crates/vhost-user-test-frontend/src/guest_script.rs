@@ -179,6 +179,33 @@ impl Outcome {
     }
 }
 
+/// Counts a fuzzing process's scripts and their unchecked events and prints the totals to
+/// stderr at every power-of-two count of scripts from 1024 on, so that a fuzz run shows how
+/// much of it went unchecked (a fuzz target calls it with every [`run`]'s outcome).
+pub fn tally(target: &str, outcome: &Outcome) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static SCRIPTS: AtomicUsize = AtomicUsize::new(0);
+    static SELF_MODIFYING: AtomicUsize = AtomicUsize::new(0);
+    static EVENTS: AtomicUsize = AtomicUsize::new(0);
+    static UNCHECKED: AtomicUsize = AtomicUsize::new(0);
+    let scripts = SCRIPTS.fetch_add(1, Relaxed).saturating_add(1);
+    let self_modifying = SELF_MODIFYING
+        .fetch_add(usize::from(outcome.self_modifying()), Relaxed)
+        .saturating_add(usize::from(outcome.self_modifying()));
+    let events = EVENTS
+        .fetch_add(outcome.events, Relaxed)
+        .saturating_add(outcome.events);
+    let unchecked = UNCHECKED
+        .fetch_add(outcome.unchecked_events, Relaxed)
+        .saturating_add(outcome.unchecked_events);
+    if scripts >= 1024 && scripts.is_power_of_two() {
+        eprintln!(
+            "{target}: {self_modifying} of {scripts} scripts self-modifying, {unchecked} of \
+             {events} events unchecked"
+        );
+    }
+}
+
 /// A chain popped and not yet returned: its head and device-writable buffers.
 #[derive(Debug)]
 struct Outstanding {
