@@ -3,7 +3,9 @@
 //! every input that once broke a check (`fuzz/regressions/gpio_queues/`) is replayed against
 //! a fresh backend on `-l s8` with the harness's checks: no panic, every popped chain
 //! returned exactly once (eventq buffers may be held, one per line at most), no write
-//! outside device-writable buffers and the used rings.
+//! outside device-writable buffers and the used rings; none may leave an event unchecked
+//! (self-modifying). 10,000 seeded random scripts replay clean too, at most 1% of them
+//! self-modifying.
 //!
 //! `UPDATE_FUZZ_CORPUS=1 cargo test -p vhost-device-gpio --test guest_scripts` rewrites the
 //! seed files after a change of the seeds below.
@@ -20,7 +22,7 @@
 use vhost_device_gpio::GpioDaemon;
 use vhost_device_gpio::backend::{GpioBackend, HOST_EDGES};
 use vhost_device_gpio::host::{Host, HostSource};
-use vhost_user_test_frontend::fuzz_corpus::Seed;
+use vhost_user_test_frontend::fuzz_corpus::{RANDOM_SCRIPTS, Seed};
 use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
 use virtio_gpio_core::msg::encode_request;
 use virtio_gpio_core::msg::msg_type::{
@@ -174,4 +176,10 @@ fn seeds() -> Vec<Seed> {
     ]
 }
 
-vhost_user_test_frontend::fuzz_corpus_tests!("gpio_queues", seeds, replay);
+vhost_user_test_frontend::fuzz_corpus_tests!(
+    "gpio_queues",
+    seeds,
+    replay,
+    // Measured 13 of 10,000; 440 while the rings sat in RAM0 (then without ring writes).
+    max_self_modifying: RANDOM_SCRIPTS / 100
+);

@@ -2,7 +2,9 @@
 //! here (and must match `fuzz/corpus/i2c_request/`), and every committed corpus file and
 //! every input that once broke a check (`fuzz/regressions/i2c_request/`) is replayed against
 //! a fresh backend with the harness's checks: no panic, every popped chain returned exactly
-//! once, no write outside device-writable buffers and the used ring.
+//! once, no write outside device-writable buffers and the used ring; none may leave an
+//! event unchecked (self-modifying). 10,000 seeded random scripts replay clean too, at most
+//! 1% of them self-modifying.
 //!
 //! `UPDATE_FUZZ_CORPUS=1 cargo test -p vhost-device-i2c --test guest_scripts` rewrites the
 //! seed files after a change of the seeds below.
@@ -20,8 +22,8 @@ use clap::Parser;
 use vhost_device_i2c::args::{Args, Config};
 use vhost_device_i2c::backend::{I2cBackend, VirtioI2c};
 use vhost_device_i2c::host::Router;
-use vhost_user_test_frontend::fuzz_corpus::Seed;
-use vhost_user_test_frontend::guest_script::{self, Outcome, ScriptBuilder, ScriptDevice};
+use vhost_user_test_frontend::fuzz_corpus::{RANDOM_SCRIPTS, Seed};
+use vhost_user_test_frontend::guest_script::{self, Outcome, RINGS, ScriptBuilder, ScriptDevice};
 use virtio_i2c_core::request::encode_header;
 
 /// The fuzz target's device: one requestq, nothing held.
@@ -160,4 +162,35 @@ fn seeds() -> Vec<Seed> {
     ]
 }
 
-vhost_user_test_frontend::fuzz_corpus_tests!("i2c_request", seeds, replay);
+vhost_user_test_frontend::fuzz_corpus_tests!(
+    "i2c_request",
+    seeds,
+    replay,
+    // Measured 18 of 10,000; 243 while the rings sat in RAM0 (then without ring writes).
+    max_self_modifying: RANDOM_SCRIPTS / 100
+);
+
+/// A read from the EEPROM into the descriptor table (a raw descriptor in the ring region,
+/// the one way left to point a buffer there) leaves that event unchecked, without a false
+/// finding, and the next request is checked again.
+#[test]
+fn a_read_into_the_descriptor_table_leaves_only_its_event_unchecked() {
+    let mut descs = raw_desc(0x6000, 8, 1, 1);
+    descs.extend(raw_desc(RINGS + 8 * 16, 4, 2 | 1, 2));
+    descs.extend(raw_desc(0x6020, 1, 2, 0));
+    let script = ScriptBuilder::new(3, false)
+        .write(0x6000, &encode_header(0x50, true, false))
+        .ring_write(0, &descs)
+        .post(0, 0)
+        .event(0)
+        .write(0x6030, &encode_header(0x50, false, false))
+        .write(0x6040, &[0x10, 1, 2])
+        .desc(0, 3, 0x6030, 8, NEXT, 4)
+        .desc(0, 4, 0x6040, 3, NEXT, 5)
+        .desc(0, 5, 0x6050, 1, WRITE, 0)
+        .post(0, 3)
+        .event(0)
+        .build();
+    let o = replay(&script).unwrap();
+    assert_eq!((o.events, o.unchecked_events, o.used), (2, 1, 1));
+}

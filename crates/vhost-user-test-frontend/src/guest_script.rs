@@ -18,15 +18,25 @@
 //! - guest memory changed only inside the device-writable buffers of chains popped in that
 //!   event or still held, and inside the used rings.
 //!
-//! A script that points a device-writable buffer at a ring or an indirect table makes the
-//! device rewrite chains while it walks them; the snapshots taken before and after an event
-//! cannot tell what it saw, so from that event on only "no panic, no hang" is checked
-//! ([`Outcome::self_modifying`]).
+//! A device-writable buffer over a ring or an indirect table would make the device rewrite
+//! chains while it walks them, which the snapshots taken before and after an event cannot
+//! reconstruct. So the rings live in their own region at [`RINGS`], beyond every address a
+//! descriptor written by a script step can name (a `u16` address plus a `u16` length);
+//! the script still writes any ring field it likes (tag 2 below). Only a descriptor the
+//! script writes as raw bytes (an indirect table in RAM, or raw bytes in the ring region)
+//! can still point a device-writable buffer at a ring or at an indirect table; such an event
+//! is counted ([`Outcome::unchecked_events`]) and only "no panic, no hang" is checked for
+//! it. The checks resume with the next event: every queue that returns its chains within
+//! the event starts afresh; a queue that holds chains across events (whose held buffers
+//! that event made unknown) keeps the checks off for the rest of the script.
 //!
 //! Script format: byte 0 is the configuration (bits 0-2: queue size `2 << n`; bit 3:
 //! EVENT_IDX). Then steps, each a tag byte `t` and its operands:
-//! - `t % 8` in 0..=2: write bytes anywhere in the first RAM region
+//! - `t % 8` in 0..=1: write bytes anywhere in the first RAM region
 //!   (`addr: u16 le, n: u8, n bytes`);
+//! - 2: write bytes in the ring region at `RINGS + addr` (same operands): queue `q`'s
+//!   descriptor table at `q * QUEUE_STRIDE`, avail ring at +0x1000 (flags, idx, ring,
+//!   used_event), used ring at +0x2000;
 //! - 3: write descriptor `i % size` of queue `t >> 3` (`i: u8, addr: u16 le, len: u16 le,
 //!   flags: u8, next: u8`);
 //! - 4: make head `h: u8` available on queue `t >> 3` (ring entry and `idx + 1`);
@@ -43,14 +53,22 @@ use vmm_sys_util::epoll::EventSet;
 use crate::inproc::{InprocMemory, Rings, vring};
 use crate::{Error, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 
-/// The first RAM region: `[0, RAM0_SIZE)`. Rings live here.
+/// The first RAM region: `[0, RAM0_SIZE)`. Data and indirect tables live here.
 pub const RAM0_SIZE: u64 = 0x1_0000;
 /// The second RAM region, after a one-page hole: buffers can straddle the hole.
 pub const RAM1: (u64, u64) = (0x1_1000, 0x1000);
-/// Guest address of queue `q`'s descriptor table is `q * QUEUE_STRIDE` (avail ring at
-/// +0x1000, used ring at +0x2000).
+/// The ring region: queue `q`'s descriptor table at `RINGS + q * QUEUE_STRIDE` (avail ring
+/// at +0x1000, used ring at +0x2000). A descriptor of a script step ends below
+/// `0xffff + 0xffff`: it cannot reach here.
+pub const RINGS: u64 = 0x2_0000;
+/// Offset of a queue's rings from the previous queue's.
 pub const QUEUE_STRIDE: u64 = 0x3000;
-const SNAPSHOT_LEN: usize = 0x1_1000;
+/// Bytes of the ring region: two queues (every snapshot copies it, so no more).
+pub const RINGS_SIZE: u64 = 2 * QUEUE_STRIDE;
+/// Guest RAM, region by region: `(start, size)`.
+const REGIONS: [(u64, u64); 3] = [(0, RAM0_SIZE), RAM1, (RINGS, RINGS_SIZE)];
+const SNAPSHOT_LEN: usize = 0x1_7000;
+const _: () = assert!(SNAPSHOT_LEN as u64 == RAM0_SIZE + RAM1.1 + RINGS_SIZE);
 
 /// What a target tells the harness about its device.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +104,14 @@ pub enum Violation {
         queue: u16,
         /// Head in the used element.
         head: u32,
+    },
+    /// The device has more queues than the ring region holds.
+    #[error("{queues} queues: the ring region holds {max}")]
+    TooManyQueues {
+        /// The device's queues.
+        queues: u16,
+        /// Queues the ring region holds.
+        max: u64,
     },
     /// A used length exceeds the chain's device-writable bytes.
     #[error("queue {queue}: head {head} used length {len} exceeds its {writable} writable bytes")]
@@ -138,11 +164,46 @@ pub struct Outcome {
     pub events: usize,
     /// Chains popped.
     pub popped: usize,
-    /// Used elements added.
+    /// Used elements checked.
     pub used: usize,
-    /// The script pointed a device-writable buffer at a ring or an indirect table; checks
-    /// other than "no panic, no hang" stopped there.
-    pub self_modifying: bool,
+    /// Events checked only for "no panic, no hang": a device-writable buffer lay over a ring
+    /// or an indirect table (see the module documentation).
+    pub unchecked_events: usize,
+}
+
+impl Outcome {
+    /// Whether the script made the device write its own rings or indirect tables (some of
+    /// its events went unchecked).
+    pub fn self_modifying(&self) -> bool {
+        self.unchecked_events > 0
+    }
+}
+
+/// Counts a fuzzing process's scripts and their unchecked events and prints the totals to
+/// stderr at every power-of-two count of scripts from 1024 on, so that a fuzz run shows how
+/// much of it went unchecked (a fuzz target calls it with every [`run`]'s outcome).
+pub fn tally(target: &str, outcome: &Outcome) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static SCRIPTS: AtomicUsize = AtomicUsize::new(0);
+    static SELF_MODIFYING: AtomicUsize = AtomicUsize::new(0);
+    static EVENTS: AtomicUsize = AtomicUsize::new(0);
+    static UNCHECKED: AtomicUsize = AtomicUsize::new(0);
+    let scripts = SCRIPTS.fetch_add(1, Relaxed).saturating_add(1);
+    let self_modifying = SELF_MODIFYING
+        .fetch_add(usize::from(outcome.self_modifying()), Relaxed)
+        .saturating_add(usize::from(outcome.self_modifying()));
+    let events = EVENTS
+        .fetch_add(outcome.events, Relaxed)
+        .saturating_add(outcome.events);
+    let unchecked = UNCHECKED
+        .fetch_add(outcome.unchecked_events, Relaxed)
+        .saturating_add(outcome.unchecked_events);
+    if scripts >= 1024 && scripts.is_power_of_two() {
+        eprintln!(
+            "{target}: {self_modifying} of {scripts} scripts self-modifying, {unchecked} of \
+             {events} events unchecked"
+        );
+    }
 }
 
 /// A chain popped and not yet returned: its head and device-writable buffers.
@@ -159,7 +220,7 @@ struct Queue<V> {
     outstanding: Vec<Outstanding>,
 }
 
-/// Guest RAM: two regions with a hole between them, zeroed. One mapping per thread is
+/// Guest RAM: the regions of [`REGIONS`], zeroed. One mapping per thread is
 /// reused (a fuzzer runs many scripts a second; mapping and faulting in fresh pages each
 /// time costs more than the script).
 fn guest_ram() -> Result<GuestMemoryMmap, Error> {
@@ -171,54 +232,76 @@ fn guest_ram() -> Result<GuestMemoryMmap, Error> {
     RAM.with(|cell| {
         let mut cached = cell.borrow_mut();
         if let Some(mem) = cached.as_ref() {
-            mem.write_slice(&ZEROS, GuestAddress(0))?;
-            mem.write_slice(
-                ZEROS.get(..usize::try_from(RAM1.1)?).unwrap_or_default(),
-                GuestAddress(RAM1.0),
-            )?;
+            for (start, size) in REGIONS {
+                mem.write_slice(
+                    ZEROS.get(..usize::try_from(size)?).unwrap_or_default(),
+                    GuestAddress(start),
+                )?;
+            }
             return Ok(mem.clone());
         }
-        let mem = GuestMemoryMmap::from_ranges(&[
-            (GuestAddress(0), usize::try_from(RAM0_SIZE)?),
-            (GuestAddress(RAM1.0), usize::try_from(RAM1.1)?),
-        ])?;
+        let mut ranges = Vec::new();
+        for (start, size) in REGIONS {
+            ranges.push((GuestAddress(start), usize::try_from(size)?));
+        }
+        let mem = GuestMemoryMmap::from_ranges(&ranges)?;
         *cached = Some(mem.clone());
         Ok(mem)
     })
 }
 
-/// Guest RAM copied out, both regions back to back.
+/// Guest RAM copied out, the regions of [`REGIONS`] back to back.
 struct Snapshot(Vec<u8>);
 
-fn snapshot_index(addr: u64) -> Option<usize> {
-    if addr < RAM0_SIZE {
-        return usize::try_from(addr).ok();
+/// The region holding `addr`, as (its start, its size, its first snapshot index).
+fn region_of(addr: u64) -> Option<(u64, u64, u64)> {
+    let mut index = 0u64;
+    for (start, size) in REGIONS {
+        if addr >= start && addr.wrapping_sub(start) < size {
+            return Some((start, size, index));
+        }
+        index = index.saturating_add(size);
     }
-    let (base, size) = RAM1;
-    let off = addr.checked_sub(base).filter(|o| *o < size)?;
-    usize::try_from(RAM0_SIZE.checked_add(off)?).ok()
+    None
+}
+
+fn snapshot_index(addr: u64) -> Option<usize> {
+    let (start, _, index) = region_of(addr)?;
+    usize::try_from(index.checked_add(addr.checked_sub(start)?)?).ok()
+}
+
+/// The guest address of snapshot index `index`.
+fn snapshot_addr(index: u64) -> Option<u64> {
+    let mut first = 0u64;
+    for (start, size) in REGIONS {
+        if index.wrapping_sub(first) < size && index >= first {
+            return start.checked_add(index.checked_sub(first)?);
+        }
+        first = first.saturating_add(size);
+    }
+    None
 }
 
 impl Snapshot {
     fn take(mem: &GuestMemoryMmap, into: &mut Vec<u8>) -> Result<(), Error> {
         into.resize(SNAPSHOT_LEN, 0);
-        let (low, high) = into.split_at_mut(usize::try_from(RAM0_SIZE)?);
-        mem.read_slice(low, GuestAddress(0))?;
-        mem.read_slice(high, GuestAddress(RAM1.0))?;
+        let mut rest = into.as_mut_slice();
+        for (start, size) in REGIONS {
+            let (region, tail) = rest.split_at_mut(usize::try_from(size)?);
+            mem.read_slice(region, GuestAddress(start))?;
+            rest = tail;
+        }
         Ok(())
     }
 
     /// `len` bytes at `addr`, if they lie inside one region.
     fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let start = snapshot_index(addr)?;
+        let (start, size, _) = region_of(addr)?;
         let last = addr.checked_add(u64::try_from(len).ok()?.checked_sub(1)?)?;
-        let end = snapshot_index(last)?;
-        // Both ends in the same region: RAM0 ends below RAM1's start index.
-        let ram0_end = usize::try_from(RAM0_SIZE).ok()?;
-        if (start < ram0_end) != (end < ram0_end) {
+        if last.wrapping_sub(start) >= size {
             return None;
         }
-        self.0.get(start..=end)
+        self.0.get(snapshot_index(addr)?..=snapshot_index(last)?)
     }
 
     fn u16_at(&self, addr: u64) -> Option<u16> {
@@ -331,11 +414,7 @@ fn stray_check(
     allowed: &[(u64, u32)],
 ) -> Result<(), Violation> {
     let index = u64::try_from(index).map_err(Error::from)?;
-    let addr = if index < RAM0_SIZE {
-        index
-    } else {
-        RAM1.0.saturating_add(index.saturating_sub(RAM0_SIZE))
-    };
+    let addr = snapshot_addr(index).unwrap_or(u64::MAX);
     if in_ranges(addr, allowed) {
         Ok(())
     } else {
@@ -411,11 +490,18 @@ where
     let size: u16 = 2u16 << (config & 7);
     let event_idx = config & 8 != 0;
 
+    let max = RINGS_SIZE / QUEUE_STRIDE;
+    if u64::from(device.queues) > max {
+        return Err(Violation::TooManyQueues {
+            queues: device.queues,
+            max,
+        });
+    }
     let mem = guest_ram()?;
     let atomic = GuestMemoryAtomic::new(mem.clone());
     let mut queues = Vec::new();
     for q in 0..device.queues {
-        let base = u64::from(q).saturating_mul(QUEUE_STRIDE);
+        let base = RINGS.saturating_add(u64::from(q).saturating_mul(QUEUE_STRIDE));
         let rings = Rings {
             size,
             desc: base,
@@ -457,9 +543,11 @@ where
                     break;
                 };
                 let bytes = s.take(usize::from(n));
-                // Writes running off the end of RAM are cut by vm-memory: that is fine.
-                let _ = h.mem.write_slice(bytes, GuestAddress(u64::from(addr)));
-                h.sync(u64::from(addr), bytes.len());
+                let base = if tag % 8 == 2 { RINGS } else { 0 };
+                let at = base.saturating_add(u64::from(addr));
+                // Writes running off the end of a region are cut by vm-memory: that is fine.
+                let _ = h.mem.write_slice(bytes, GuestAddress(at));
+                h.sync(at, bytes.len());
             }
             3 => {
                 let (Some(i), Some(addr), Some(len), Some(flags), Some(next)) =
@@ -518,16 +606,18 @@ where
         self.sync(at, d.len());
     }
 
-    /// Copies `[addr, addr + len)` of the first RAM region into the shadow after a write of
-    /// the script.
+    /// Copies `[addr, addr + len)`, cut at the end of its region, into the shadow after a
+    /// write of the script.
     fn sync(&mut self, addr: u64, len: usize) {
-        let end = addr
-            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
-            .min(RAM0_SIZE);
-        let (Ok(start), Ok(end)) = (usize::try_from(addr), usize::try_from(end)) else {
+        let Some((start, size, _)) = region_of(addr) else {
             return;
         };
-        if let Some(dst) = self.before.get_mut(start..end) {
+        let room = size.saturating_sub(addr.saturating_sub(start));
+        let len = u64::try_from(len).unwrap_or(u64::MAX).min(room);
+        let (Some(first), Ok(len)) = (snapshot_index(addr), usize::try_from(len)) else {
+            return;
+        };
+        if let Some(dst) = self.before.get_mut(first..first.saturating_add(len)) {
             let _ = self.mem.read_slice(dst, GuestAddress(addr));
         }
     }
@@ -584,6 +674,7 @@ where
         marks: &[(u16, u16)],
     ) -> Result<(), Violation> {
         if self.tainted {
+            self.outcome.unchecked_events = self.outcome.unchecked_events.saturating_add(1);
             return Ok(());
         }
         let size = self.size;
@@ -637,7 +728,7 @@ where
         allowed.dedup();
         // A device-writable buffer over a ring or an indirect table: the device's own writes
         // may change the chains it walks next, which snapshots before and after the event
-        // cannot reconstruct. Such a script gets no more checks but "no panic, no hang".
+        // cannot reconstruct. This event gets no checks but "no panic, no hang".
         for queue in &self.queues {
             tables.push((queue.rings.desc, u32::from(size).saturating_mul(16)));
             tables.push((
@@ -650,8 +741,8 @@ where
             .iter()
             .any(|&w| tables.iter().any(|&t| overlaps(w, t)))
         {
-            self.tainted = true;
-            self.outcome.self_modifying = true;
+            self.outcome.unchecked_events = self.outcome.unchecked_events.saturating_add(1);
+            self.start_afresh();
             return Ok(());
         }
         for queue in &self.queues {
@@ -661,6 +752,20 @@ where
         // coverage instrumentation makes byte loops slow.
         stray_writes(&before.0, &after.0, 0, &allowed)?;
         self.check_used(after, marks)
+    }
+
+    /// After an unchecked event: a queue that returns every chain within its event has
+    /// nothing outstanding now (if the device kept one, the next event's checks see it come
+    /// back); a queue holding chains may hold ones whose buffers are unknown, so the checks
+    /// stay off for the rest of the script.
+    fn start_afresh(&mut self) {
+        for (q, queue) in self.queues.iter_mut().enumerate() {
+            if self.device.max_held.get(q).copied().unwrap_or(0) == 0 {
+                queue.outstanding.clear();
+            } else if !queue.outstanding.is_empty() {
+                self.tainted = true;
+            }
+        }
     }
 
     fn check_used(&mut self, after: &Snapshot, marks: &[(u16, u16)]) -> Result<(), Violation> {
@@ -759,6 +864,18 @@ impl ScriptBuilder {
         for chunk in bytes.chunks(255) {
             self.0.push(0);
             self.0.extend_from_slice(&addr.to_le_bytes());
+            self.0.push(u8::try_from(chunk.len()).unwrap_or(u8::MAX));
+            self.0.extend_from_slice(chunk);
+        }
+        self
+    }
+
+    /// Writes `bytes` (at most 255) at `RINGS + offset` in the ring region (see [`RINGS`]):
+    /// any ring field, or a descriptor as raw bytes.
+    pub fn ring_write(mut self, offset: u16, bytes: &[u8]) -> Self {
+        for chunk in bytes.chunks(255) {
+            self.0.push(2);
+            self.0.extend_from_slice(&offset.to_le_bytes());
             self.0.push(u8::try_from(chunk.len()).unwrap_or(u8::MAX));
             self.0.extend_from_slice(chunk);
         }
