@@ -11,6 +11,11 @@
 //! daemon under test on a chosen CPU, [`alternate_with_floor`] interleaves floor blocks with
 //! the benchmark's own, [`measure_placements`] measures with the daemon on the driver's CPU
 //! and then on a second one, and [`Placements`] renders the results as a Markdown table.
+//!
+//! And the pieces of the `bench` binary, which measures any daemon from its command line:
+//! [`CommandDaemon`], the floor between two processes ([`eventfd_floor_process`]), a
+//! process's CPU time from `/proc` ([`ProcessCpu`]) and chains laid out once and re-posted
+//! raw, every answer checked ([`RawChain`], [`run_batch`]).
 
 use std::io;
 use std::os::fd::AsRawFd;

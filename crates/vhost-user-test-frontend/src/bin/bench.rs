@@ -313,7 +313,9 @@ fn measure_placement(
         let unit = [request_spec(opts.kind)];
         let one = lay_out(q, &unit, 1)?;
         let descs_per_chain = one.first().map_or(1, RawChain::len).max(1);
-        let full = usize::from(q.size()) / descs_per_chain;
+        let full = usize::from(q.size())
+            .checked_div(descs_per_chain)
+            .unwrap_or(1);
         let mut batches: Vec<(usize, String, BatchRuns)> = [1usize, 8, 64]
             .into_iter()
             .map(|n| (n, n.to_string(), BatchRuns::default()))
