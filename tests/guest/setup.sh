@@ -15,48 +15,8 @@ export DEBIAN_FRONTEND=noninteractive
 T_ALL="$(now_s)"
 
 # ---- apt sources -----------------------------------------------------------------
-backports_uri() {
-    # deb822 sources: the URIs of the stanza whose Suites list the plain 'bookworm'.
-    local f uri
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f "$f" ]] || continue
-        uri="$(awk '
-            BEGIN { RS=""; FS="\n" }
-            {
-                uris=""; suites=""
-                for (i = 1; i <= NF; i++) {
-                    if ($i ~ /^URIs:/)   { uris = $i;   sub(/^URIs:[ \t]*/, "", uris) }
-                    if ($i ~ /^Suites:/) { suites = " " $i " "; sub(/^ Suites:/, " ", suites) }
-                }
-                if (uris != "" && suites ~ /[ \t]bookworm[ \t]/) { split(uris, u, /[ \t]+/); print u[1]; exit }
-            }' "$f")"
-        [[ -n "$uri" ]] && { printf '%s' "$uri"; return 0; }
-    done
-    # One-line format.
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [[ -f "$f" ]] || continue
-        uri="$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { if ($(i+1) == "bookworm") { print $i; exit } ; break } }' "$f")"
-        [[ -n "$uri" ]] && { printf '%s' "$uri"; return 0; }
-    done
-    return 1
-}
-
 t="$(now_s)"
-BPO_FILE=/etc/apt/sources.list.d/vhost-device-bookworm-backports.sources
-if grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
-    log "a bookworm-backports source is already configured"
-else
-    uri="$(backports_uri)" || die "no Debian 'bookworm' apt source found in /etc/apt to derive bookworm-backports from"
-    log "adding bookworm-backports from $uri"
-    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    {
-        echo "Types: deb"
-        echo "URIs: $uri"
-        echo "Suites: bookworm-backports"
-        echo "Components: main"
-        [[ -f "$keyring" ]] && echo "Signed-By: $keyring"
-    } > "$BPO_FILE"
-fi
+ensure_bookworm_backports
 log "apt-get update"
 apt-get update -q >/tmp/vhost-device-guest-apt-update.log 2>&1 \
     || { cat /tmp/vhost-device-guest-apt-update.log >&2; die "apt-get update failed"; }

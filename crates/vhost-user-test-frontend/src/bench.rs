@@ -11,6 +11,11 @@
 //! daemon under test on a chosen CPU, [`alternate_with_floor`] interleaves floor blocks with
 //! the benchmark's own, [`measure_placements`] measures with the daemon on the driver's CPU
 //! and then on a second one, and [`Placements`] renders the results as a Markdown table.
+//!
+//! And the pieces of the `bench` binary, which measures any daemon from its command line:
+//! [`CommandDaemon`], the floor between two processes ([`eventfd_floor_process`]), a
+//! process's CPU time from `/proc` ([`ProcessCpu`]) and chains laid out once and re-posted
+//! raw, every answer checked ([`RawChain`], [`run_batch`]).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -380,6 +385,461 @@ impl<R> Placements<R> {
     }
 }
 
+/// The hidden first argument with which a benchmark program runs as the device side of
+/// [`eventfd_floor_process`] (see [`floor_device_process`]).
+pub const FLOOR_DEVICE_ARG: &str = "__eventfd-floor-device";
+
+/// Like [`eventfd_floor`], but the device side is a second *process*, as a daemon is: the
+/// program `exe` run as `exe FLOOR_DEVICE_ARG KICK_FD CALL_FD ROUNDS CPU`, which must call
+/// [`floor_device_process`] with those arguments. It inherits the two eventfds (created
+/// without `EFD_CLOEXEC`) and pins itself on `device_cpu`.
+pub fn eventfd_floor_process(
+    exe: &Path,
+    warmup: usize,
+    rounds: usize,
+    device_cpu: usize,
+) -> io::Result<Vec<Duration>> {
+    let kick = EventFd::new(EFD_NONBLOCK)?;
+    let call = EventFd::new(EFD_NONBLOCK)?;
+    let total = warmup.saturating_add(rounds);
+    let mut child = std::process::Command::new(exe)
+        .arg(FLOOR_DEVICE_ARG)
+        .arg(kick.as_raw_fd().to_string())
+        .arg(call.as_raw_fd().to_string())
+        .arg(total.to_string())
+        .arg(device_cpu.to_string())
+        .stdin(std::process::Stdio::null())
+        .spawn()?;
+    let mut samples = Vec::with_capacity(rounds);
+    let measured = (|| -> io::Result<()> {
+        for i in 0..total {
+            let start = Instant::now();
+            kick.write(1)?;
+            poll_readable(&call)?;
+            call.read()?;
+            let elapsed = start.elapsed();
+            if i >= warmup {
+                samples.push(elapsed);
+            }
+        }
+        Ok(())
+    })();
+    if measured.is_err() {
+        // The helper may be waiting for a kick that never comes.
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    measured?;
+    if !status.success() {
+        return Err(io::Error::other(format!(
+            "the eventfd floor's device process failed: {status}"
+        )));
+    }
+    Ok(samples)
+}
+
+/// The device side of [`eventfd_floor_process`], given the arguments after
+/// [`FLOOR_DEVICE_ARG`]: pins this process, then serves the round trips.
+pub fn floor_device_process(args: &[String]) -> io::Result<()> {
+    let number = |i: usize| -> io::Result<usize> {
+        args.get(i)
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("{FLOOR_DEVICE_ARG}: bad arguments {args:?}")))
+    };
+    let (kick, call, rounds, cpu) = (number(0)?, number(1)?, number(2)?, number(3)?);
+    let fd = |n: usize| {
+        std::os::fd::RawFd::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (kick, call) = (fd(kick)?, fd(call)?);
+    // Refuse anything but the two inherited eventfds before taking ownership of them.
+    for f in [kick, call] {
+        let link = std::fs::read_link(format!("/proc/self/fd/{f}"))?;
+        if link.as_os_str() != "anon_inode:[eventfd]" || kick == call {
+            return Err(io::Error::other(format!(
+                "descriptor {f} is not an eventfd"
+            )));
+        }
+    }
+    // SAFETY: `kick` and `call` are distinct descriptors this process inherited, checked
+    // above to be eventfds; nothing else in this process owns them.
+    let (kick, call) = unsafe {
+        (
+            std::os::fd::FromRawFd::from_raw_fd(kick),
+            std::os::fd::FromRawFd::from_raw_fd(call),
+        )
+    };
+    let (kick, call): (EventFd, EventFd) = (kick, call);
+    pin_current_thread(cpu)?;
+    floor_device(&kick, &call, rounds)
+}
+
+/// The CPU time a process (all its threads) has used so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessCpu {
+    /// `utime + stime` of `/proc/PID/stat`, in clock ticks (`USER_HZ`, 100 per second).
+    pub ticks: u64,
+    /// The sum of the first field of `/proc/PID/task/*/schedstat`: nanoseconds on a CPU of
+    /// the threads alive now (precise, where ticks are sampled).
+    pub sched_ns: u64,
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`sysconf(_SC_CLK_TCK)`).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+}
+
+impl ProcessCpu {
+    /// Reads the CPU time of `pid` from `/proc`.
+    pub fn of(pid: u32) -> io::Result<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let ticks = stat_cpu_ticks(&stat)
+            .ok_or_else(|| io::Error::other(format!("cannot parse /proc/{pid}/stat")))?;
+        let mut sched_ns = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            // A thread may end between the listing and the read: it no longer counts.
+            let Ok(s) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+                continue;
+            };
+            let ns = s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok());
+            sched_ns = sched_ns.saturating_add(ns.unwrap_or(0));
+        }
+        Ok(Self { ticks, sched_ns })
+    }
+
+    /// CPU time used between `before` and `self`, from ticks and from schedstat.
+    pub fn since(&self, before: &Self) -> (Duration, Duration) {
+        let hz = clock_ticks_per_second();
+        let ticks = self.ticks.saturating_sub(before.ticks);
+        let from_ticks = Duration::from_secs_f64(ticks as f64 / hz as f64);
+        let from_sched = Duration::from_nanos(self.sched_ns.saturating_sub(before.sched_ns));
+        (from_ticks, from_sched)
+    }
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line; the command name in
+/// parentheses may itself hold spaces and parentheses, so fields count after the last `)`.
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts with field 3 (state): utime is the 12th entry, stime the 13th.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    utime.checked_add(stime)
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` if empty
+/// or if a value is NaN.
+pub fn median_f64(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    if v.iter().any(|x| x.is_nan()) {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => v.get(mid).copied(),
+        _ => Some((v.get(mid.checked_sub(1)?)? + v.get(mid)?) / 2.0),
+    }
+}
+
+/// How long [`CommandDaemon::start`] waits for the socket.
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A daemon started from a command line (any daemon, ours or another project's), wholly
+/// on one CPU; killed when dropped. Each `{socket}` in the words is replaced with a path in
+/// a fresh directory; the daemon's socket is that path, or that path with `0` appended (as
+/// daemons given `-c N` name theirs), whichever appears first.
+#[derive(Debug)]
+pub struct CommandDaemon {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+    listening_after: Duration,
+    log: std::path::PathBuf,
+    _dir: vmm_sys_util::tempdir::TempDir,
+}
+
+/// The placeholder [`CommandDaemon::start`] replaces with the socket path.
+pub const SOCKET_PLACEHOLDER: &str = "{socket}";
+
+impl CommandDaemon {
+    /// Runs `words` (program and arguments, `{socket}` replaced; `RUST_LOG=error` unless
+    /// `RUST_LOG` is set) with this thread pinned to `cpu`, so the daemon and all its threads
+    /// run there, pins this thread back on `home`, and waits until the socket exists (polled
+    /// every 100 µs; binding and listening are one call in the daemons measured).
+    pub fn start(words: &[String], cpu: usize, home: usize) -> io::Result<Self> {
+        let dir = vmm_sys_util::tempdir::TempDir::new_with_prefix("/tmp/vhost-device-bench-")
+            .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+        let base = dir.as_path().join("dev.sock");
+        let base_str = base
+            .to_str()
+            .ok_or_else(|| io::Error::other("temp dir is not UTF-8"))?;
+        let mut words = words
+            .iter()
+            .map(|w| w.replace(SOCKET_PLACEHOLDER, base_str));
+        let program = words
+            .next()
+            .ok_or_else(|| io::Error::other("empty daemon command line"))?;
+        let log = dir.as_path().join("daemon.log");
+        let mut cmd = std::process::Command::new(&program);
+        cmd.args(words)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(&log)?);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "error");
+        }
+        pin_current_thread(cpu)?;
+        let started = Instant::now();
+        let spawned = cmd.spawn();
+        pin_current_thread(home)?;
+        let mut child =
+            spawned.map_err(|e| io::Error::new(e.kind(), format!("cannot run {program}: {e}")))?;
+        let mut indexed = base.clone().into_os_string();
+        indexed.push("0");
+        let candidates = [base.clone(), std::path::PathBuf::from(indexed)];
+        let found = loop {
+            use std::os::unix::fs::FileTypeExt;
+            let found = candidates
+                .iter()
+                .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()));
+            if let Some(p) = found {
+                break Ok(p.clone());
+            }
+            if let Some(status) = child.try_wait()? {
+                break Err(format!("{program} exited ({status}) before listening"));
+            }
+            if started.elapsed() > LISTEN_TIMEOUT {
+                break Err(format!(
+                    "{program} did not listen within {LISTEN_TIMEOUT:?}"
+                ));
+            }
+            thread::sleep(Duration::from_micros(100));
+        };
+        let listening_after = started.elapsed();
+        match found {
+            Ok(socket) => Ok(Self {
+                child,
+                socket,
+                listening_after,
+                log,
+                _dir: dir,
+            }),
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                Err(io::Error::other(format!("{why}; its output:\n{text}")))
+            }
+        }
+    }
+
+    /// The socket the daemon listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Time from spawning the process until its socket existed.
+    pub fn listening_after(&self) -> Duration {
+        self.listening_after
+    }
+
+    /// What the daemon printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the daemon is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for CommandDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request chain laid out once in guest memory and re-posted raw, so that the
+/// frontend's own cost per request stays small and equal for every daemon measured.
+#[derive(Clone, Debug)]
+pub struct RawChain {
+    descs: Vec<crate::RawDesc>,
+    /// (address, length) of each device-writable buffer, in chain order.
+    writable: Vec<(u64, u32)>,
+    /// The bytes every device-writable buffer must hold after completion, concatenated.
+    want: Vec<u8>,
+}
+
+/// A chain to lay out: device-readable buffers, device-writable lengths, the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainSpec {
+    /// The device-readable buffers, in order (they come first in the chain).
+    pub out: Vec<Vec<u8>>,
+    /// Lengths of the device-writable buffers that follow.
+    pub writable: Vec<u32>,
+    /// The bytes the writable buffers must hold afterwards, concatenated.
+    pub want: Vec<u8>,
+}
+
+/// Byte written into device-writable buffers before each post, so a daemon that answers
+/// without writing is caught.
+const RAW_POISON: u8 = 0xa5;
+
+/// Why a batch of raw chains failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The frontend failed (a full ring, a timeout, a bad used element).
+    #[error("frontend")]
+    Frontend(#[from] crate::Error),
+    /// A daemon's answer was wrong.
+    #[error("chain {index} of the batch: answer {got:02x?}, expected {want:02x?}")]
+    BadAnswer {
+        /// Index of the chain in the batch.
+        index: usize,
+        /// What the writable buffers held.
+        got: Vec<u8>,
+        /// What they must hold.
+        want: Vec<u8>,
+    },
+}
+
+impl RawChain {
+    /// Allocates and fills the buffers of `spec` in `q`'s memory.
+    pub fn lay_out(q: &mut TestQueue, spec: &ChainSpec) -> Result<Self, crate::Error> {
+        use vm_memory::{Bytes, GuestAddress};
+        let mut descs = Vec::new();
+        for bytes in &spec.out {
+            let len = u32::try_from(bytes.len())?;
+            let at = q.alloc_buffer(len)?;
+            q.memory().write_slice(bytes, GuestAddress(at))?;
+            descs.push(crate::RawDesc {
+                addr: at,
+                len,
+                flags: 0,
+                next: 0,
+            });
+        }
+        let mut writable = Vec::new();
+        for &len in &spec.writable {
+            let at = q.alloc_buffer(len)?;
+            writable.push((at, len));
+            descs.push(crate::RawDesc {
+                addr: at,
+                len,
+                flags: crate::VIRTQ_DESC_F_WRITE,
+                next: 0,
+            });
+        }
+        let count = descs.len();
+        for (i, d) in descs.iter_mut().enumerate() {
+            let next = i.saturating_add(1);
+            if next < count {
+                d.flags |= crate::VIRTQ_DESC_F_NEXT;
+                d.next = u16::try_from(next)?;
+            }
+        }
+        Ok(Self {
+            descs,
+            writable,
+            want: spec.want.clone(),
+        })
+    }
+
+    /// Descriptors the chain takes in the ring.
+    pub fn len(&self) -> usize {
+        self.descs.len()
+    }
+
+    /// Whether the chain has no descriptor (never, once laid out from a spec with buffers).
+    pub fn is_empty(&self) -> bool {
+        self.descs.is_empty()
+    }
+}
+
+/// Fills the device-writable buffers of `chains` with a poison byte (the first 8 bytes of
+/// each: the answers checked are no longer), so a daemon that answers without writing is
+/// caught by [`check_batch`].
+pub fn poison_batch(q: &TestQueue, chains: &[RawChain]) -> Result<(), crate::Error> {
+    use vm_memory::{Bytes, GuestAddress};
+    let poison = [RAW_POISON; 8];
+    for c in chains {
+        for &(at, len) in &c.writable {
+            let n = usize::try_from(len)?;
+            let bytes = poison.get(..n.min(8)).unwrap_or_default();
+            q.memory().write_slice(bytes, GuestAddress(at))?;
+        }
+    }
+    Ok(())
+}
+
+/// Posts every chain of `chains` (published at once), kicks once and waits for all of them
+/// ([`crate::load::ANSWER_TIMEOUT`] each): the part of a request a benchmark times.
+pub fn submit_batch(q: &mut TestQueue, chains: &[RawChain]) -> Result<(), crate::Error> {
+    q.hold(true)?;
+    for c in chains {
+        q.post_raw(&c.descs)?;
+    }
+    q.hold(false)?;
+    q.kick()?;
+    for _ in chains {
+        q.wait_used(crate::load::ANSWER_TIMEOUT)?;
+    }
+    Ok(())
+}
+
+/// Checks the answer of every chain of a completed batch; `buf` is scratch space.
+pub fn check_batch(
+    q: &TestQueue,
+    chains: &[RawChain],
+    buf: &mut Vec<u8>,
+) -> Result<(), BatchError> {
+    use vm_memory::{Bytes, GuestAddress};
+    for (index, c) in chains.iter().enumerate() {
+        buf.clear();
+        for &(at, len) in &c.writable {
+            let start = buf.len();
+            let n = usize::try_from(len).map_err(crate::Error::from)?;
+            buf.resize(start.saturating_add(n), 0);
+            let dst = buf.get_mut(start..).unwrap_or_default();
+            q.memory()
+                .read_slice(dst, GuestAddress(at))
+                .map_err(crate::Error::from)?;
+        }
+        if *buf != c.want {
+            return Err(BatchError::BadAnswer {
+                index,
+                got: buf.clone(),
+                want: c.want.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`poison_batch`], [`submit_batch`] and [`check_batch`]: one checked batch.
+pub fn run_batch(
+    q: &mut TestQueue,
+    chains: &[RawChain],
+    buf: &mut Vec<u8>,
+) -> Result<(), BatchError> {
+    poison_batch(q, chains)?;
+    submit_batch(q, chains)?;
+    check_batch(q, chains, buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +866,37 @@ mod tests {
         let cpu = allowed_cpus().unwrap()[0];
         let s = eventfd_floor(2, 5, Some(cpu)).unwrap();
         assert_eq!(s.len(), 5);
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median_f64(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median_f64(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median_f64(&[]), None);
+        assert_eq!(median_f64(&[1.0, f64::NAN]), None);
+    }
+
+    #[test]
+    fn stat_ticks_count_fields_after_the_last_parenthesis() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime stime ...
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 10 0 0 0 250 17 0 0 20 0 3 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(267));
+        assert_eq!(stat_cpu_ticks("42 (x) S 1"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn process_cpu_of_this_process_grows() {
+        let pid = std::process::id();
+        let a = ProcessCpu::of(pid).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        let b = ProcessCpu::of(pid).unwrap();
+        assert!(b.ticks >= a.ticks);
+        assert!(b.since(&a).1 > Duration::ZERO, "{a:?} {b:?}");
     }
 
     #[test]
