@@ -69,7 +69,11 @@ for a in i2cdetect i2cget i2cset i2ctransfer hwclock insmod mount reboot sh time
     grep -qx "$a" <<<"$applets" || die "busybox lacks the applet $a"
 done
 
-# gpiod tools.
+# gpiod tools. The guest scripts speak libgpiod 1.x's command lines (Debian 12's gpiod 1.6);
+# 2.x tools (bookworm-backports, pulled in by its libgpiod3) take other arguments.
+gpiod_version="$(gpioinfo --version 2>/dev/null | head -n1)" || true
+[[ "$gpiod_version" == *" v1."* ]] \
+    || die "gpioinfo is '${gpiod_version:-missing}', the guest tests need libgpiod 1.x tools: apt-get install gpiod/bookworm (2.x comes with bookworm-backports' libgpiod3)"
 for tool in gpiodetect gpioinfo gpioget gpioset gpiomon; do
     p="$(command -v "$tool")" || die "$tool not found: run tests/guest/setup.sh (gpiod)"
     copy_with_libs "$p" "$p"
