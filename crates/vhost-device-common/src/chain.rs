@@ -119,6 +119,7 @@ impl Segments {
         self.total = 0;
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, seg: Segment) -> Result<(), ChainError> {
         let slot = self
             .segs
@@ -189,6 +190,7 @@ impl Segments {
     }
 
     /// Copies `buf.len()` bytes starting at `offset` of these buffers into `buf`.
+    #[inline]
     pub fn read_at(&self, ram: &Ram, offset: usize, buf: &mut [u8]) -> Result<(), ChainError> {
         if let Some(addr) = self.within_first(offset, buf.len()) {
             ram.read(addr, buf)?;
@@ -203,6 +205,7 @@ impl Segments {
     }
 
     /// Copies `data` into these buffers starting at `offset`.
+    #[inline]
     pub fn write_at(&self, ram: &Ram, offset: usize, data: &[u8]) -> Result<(), ChainError> {
         if let Some(addr) = self.within_first(offset, data.len()) {
             ram.write(addr, data)?;

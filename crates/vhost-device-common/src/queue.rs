@@ -98,6 +98,7 @@ impl<'a> UsedRing<'a> {
     ///
     /// Returns false if it could not: a head the driver never could have posted (reported on
     /// the ring's warning budget).
+    #[inline]
     pub fn add(&mut self, head: u16, len: u32) -> bool {
         let size = self.ring.size();
         if head >= size {

@@ -162,6 +162,7 @@ impl SplitRing {
 
     /// Takes the next available entry: the head index of a chain (possibly beyond the
     /// queue: the caller checks). Call only after [`SplitRing::pending`] said there is one.
+    #[inline]
     pub fn pop(&mut self, ram: &Ram) -> Result<u16, RamError> {
         let at = self
             .avail
@@ -176,6 +177,7 @@ impl SplitRing {
     /// Walks the chain at `head` into `out`'s readable and writable segments (`out` is
     /// reused from chain to chain: no 500-byte layout is built and moved per chain); see the
     /// module documentation for where a chain ends.
+    #[inline]
     pub fn walk(&self, ram: &Ram, head: u16, out: &mut ChainLayout) -> Result<(), ChainError> {
         out.head = head;
         out.readable.clear();
@@ -239,6 +241,7 @@ impl SplitRing {
 
     /// Writes the used element for `head` with `len` bytes written (the caller checked that
     /// `head` is below the queue size). Published by [`SplitRing::publish_used`].
+    #[inline]
     pub fn add_used(&mut self, ram: &Ram, head: u16, len: u32) -> Result<(), RamError> {
         let at = self
             .used
