@@ -195,10 +195,27 @@ struct Outcome {
     positions: (u16, u16),
 }
 
-fn used_bytes(mem: &GuestMemoryMmap) -> Vec<u8> {
-    let mut v = vec![0u8; 4 + 8 * usize::from(SIZE) + 2];
-    mem.read_slice(&mut v, GuestAddress(USED)).unwrap();
-    v
+/// The outcome, with what both paths leave in memory and in the queue read back alike.
+fn outcome(
+    mem: &GuestMemoryMmap,
+    q: &Queue,
+    chains: Chains,
+    notify: Option<bool>,
+    reenable: Option<bool>,
+) -> Outcome {
+    let mut used = vec![0u8; 4 + 8 * usize::from(SIZE) + 2];
+    mem.read_slice(&mut used, GuestAddress(USED)).unwrap();
+    let avail_event = mem
+        .read_obj(GuestAddress(USED + 4 + 8 * u64::from(SIZE)))
+        .unwrap();
+    Outcome {
+        chains,
+        used,
+        notify,
+        reenable,
+        avail_event,
+        positions: (q.next_avail(), q.next_used()),
+    }
 }
 
 fn reference(r: &Ring) -> Outcome {
@@ -229,17 +246,7 @@ fn reference(r: &Ring) -> Outcome {
             reenable = Some(q.enable_notification(&mem).unwrap());
         }
     }
-    let avail_event = mem
-        .read_obj(GuestAddress(USED + 4 + 8 * u64::from(SIZE)))
-        .unwrap();
-    Outcome {
-        chains,
-        used: used_bytes(&mem),
-        notify,
-        reenable,
-        avail_event,
-        positions: (q.next_avail(), q.next_used()),
-    }
+    outcome(&mem, &q, chains, notify, reenable)
 }
 
 fn fast(r: &Ring) -> Outcome {
@@ -279,17 +286,7 @@ fn fast(r: &Ring) -> Outcome {
         }
     }
     ring.store_positions(&mut q);
-    let avail_event = mem
-        .read_obj(GuestAddress(USED + 4 + 8 * u64::from(SIZE)))
-        .unwrap();
-    Outcome {
-        chains,
-        used: used_bytes(&mem),
-        notify,
-        reenable,
-        avail_event,
-        positions: (q.next_avail(), q.next_used()),
-    }
+    outcome(&mem, &q, chains, notify, reenable)
 }
 
 proptest! {

@@ -168,17 +168,7 @@ pub fn eventfd_floor(
             }
             floor_device(&device_kick, &device_call, total)
         })?;
-    let mut samples = Vec::with_capacity(rounds);
-    for i in 0..total {
-        let start = Instant::now();
-        kick.write(1)?;
-        poll_readable(&call)?;
-        call.read()?;
-        let elapsed = start.elapsed();
-        if i >= warmup {
-            samples.push(elapsed);
-        }
-    }
+    let samples = ping(&kick, &call, total, warmup)?;
     // On an error above the device thread is left waiting; the benchmark exits anyway.
     device
         .join()
@@ -410,30 +400,34 @@ pub fn eventfd_floor_process(
         .arg(device_cpu.to_string())
         .stdin(std::process::Stdio::null())
         .spawn()?;
-    let mut samples = Vec::with_capacity(rounds);
-    let measured = (|| -> io::Result<()> {
-        for i in 0..total {
-            let start = Instant::now();
-            kick.write(1)?;
-            poll_readable(&call)?;
-            call.read()?;
-            let elapsed = start.elapsed();
-            if i >= warmup {
-                samples.push(elapsed);
-            }
-        }
-        Ok(())
-    })();
+    let measured = ping(&kick, &call, total, warmup);
     if measured.is_err() {
         // The helper may be waiting for a kick that never comes.
         let _ = child.kill();
     }
     let status = child.wait()?;
-    measured?;
+    let samples = measured?;
     if !status.success() {
         return Err(io::Error::other(format!(
             "the eventfd floor's device process failed: {status}"
         )));
+    }
+    Ok(samples)
+}
+
+/// The driver side of a floor measurement: `total` kick/call round trips over `kick` and
+/// `call`; the times of those after the first `warmup`.
+fn ping(kick: &EventFd, call: &EventFd, total: usize, warmup: usize) -> io::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(total.saturating_sub(warmup));
+    for i in 0..total {
+        let start = Instant::now();
+        kick.write(1)?;
+        poll_readable(call)?;
+        call.read()?;
+        let elapsed = start.elapsed();
+        if i >= warmup {
+            samples.push(elapsed);
+        }
     }
     Ok(samples)
 }
@@ -448,7 +442,7 @@ pub fn floor_device_process(args: &[String]) -> io::Result<()> {
     };
     let (kick, call, rounds, cpu) = (number(0)?, number(1)?, number(2)?, number(3)?);
     let fd = |n: usize| {
-        std::os::fd::RawFd::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+        std::os::fd::RawFd::try_from(n).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
     };
     let (kick, call) = (fd(kick)?, fd(call)?);
     // Refuse anything but the two inherited eventfds before taking ownership of them.
